@@ -1,0 +1,1 @@
+"""Face-recognition pipeline library shared by the DVC stages."""

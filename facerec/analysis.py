@@ -1,0 +1,105 @@
+"""Class-balance and image-size statistics of the split manifests, as tables and figures."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; CI and GPU servers have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def counts_per_identity(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long table identity, split, images, for DVC's bar plots and the PNG."""
+    rows = [
+        {"identity": identity, "split": name, "images": int(count)}
+        for name, frame in splits.items()
+        for identity, count in frame["identity"].value_counts().sort_index().items()
+    ]
+    return pd.DataFrame(rows, columns=["identity", "split", "images"])
+
+
+def imbalance(counts: pd.Series) -> dict:
+    """Min/median/max images per identity, max/min ratio and normalised entropy (1 = balanced)."""
+    values = counts.to_numpy(dtype=float)
+    shares = values / values.sum()
+    entropy = float(-(shares * np.log(shares)).sum() / math.log(len(values))) if len(values) > 1 else 1.0
+    return {
+        "identities": int(len(values)),
+        "images": int(values.sum()),
+        "min_per_identity": int(values.min()),
+        "median_per_identity": float(np.median(values)),
+        "max_per_identity": int(values.max()),
+        "max_min_ratio": round(float(values.max() / values.min()), 3),
+        "normalised_entropy": round(entropy, 4),
+    }
+
+
+def data_metrics(splits: dict[str, pd.DataFrame], manifest: pd.DataFrame, split_report: dict) -> dict:
+    """Everything metrics/data.json holds: per-split balance, image sizes, duplicate counts."""
+    ok = manifest[manifest["status"] == "ok"]
+    metrics = {name: imbalance(frame["identity"].value_counts()) for name, frame in splits.items()}
+    metrics["image_size_px"] = {
+        "width_median": float(ok["width"].median()), "height_median": float(ok["height"].median()),
+        "short_side_min": int(np.minimum(ok["width"], ok["height"]).min()),
+    }
+    metrics["duplicates"] = {
+        key: split_report[key] for key in ("exact_duplicate_pairs", "near_duplicate_pairs",
+                                           "images_in_duplicate_groups", "conflicts_found")
+        if key in split_report
+    }
+    return metrics
+
+
+def plot_counts(counts: pd.DataFrame, path) -> None:
+    """Horizontal stacked bars, one per identity, tall enough to read 105 names."""
+    table = counts.pivot_table(index="identity", columns="split", values="images", fill_value=0)
+    table = table[[name for name in ("train", "val", "test", "unknown") if name in table.columns]]
+    table = table.loc[table.sum(axis=1).sort_values().index]
+    figure, axes = plt.subplots(figsize=(9, max(4, 0.22 * len(table) + 1.5)))
+    table.plot.barh(stacked=True, ax=axes, width=0.8, color=["#4c72b0", "#dd8452", "#55a868", "#8172b3"])
+    axes.set_xlabel("images")
+    axes.set_ylabel("identity")
+    axes.set_title("Images per identity and split")
+    axes.tick_params(axis="y", labelsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_image_sizes(manifest: pd.DataFrame, path) -> None:
+    """Scatter of width × height of the usable images (log-free: sizes here are hundreds of px)."""
+    ok = manifest[manifest["status"] == "ok"]
+    figure, axes = plt.subplots(figsize=(6, 5))
+    axes.scatter(ok["width"], ok["height"], s=4, alpha=0.3)
+    axes.set_xlabel("width (px)")
+    axes.set_ylabel("height (px)")
+    axes.set_title(f"Image sizes ({len(ok)} usable images)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_samples(frame: pd.DataFrame, raw_dir, path, *, per_identity: int = 6, max_identities: int = 24,
+                 thumb_px: int = 64) -> None:
+    """Grid of the first images of each identity (one row each), for a look at the data."""
+    from facerec.verify import open_rgb
+
+    identities = sorted(frame["identity"].unique())[:max_identities]
+    figure, axes = plt.subplots(len(identities), per_identity,
+                                figsize=(per_identity * 1.1 + 1.5, len(identities) * 1.1), squeeze=False)
+    for row, identity in enumerate(identities):
+        paths = frame.loc[frame["identity"] == identity, "path"].head(per_identity).tolist()
+        for column in range(per_identity):
+            cell = axes[row][column]
+            cell.axis("off")
+            if column < len(paths):
+                cell.imshow(open_rgb(raw_dir / paths[column]).resize((thumb_px, thumb_px)))
+        axes[row][0].text(-0.1, 0.5, identity, transform=axes[row][0].transAxes, ha="right", va="center",
+                          fontsize=8)
+    figure.subplots_adjust(left=0.2, wspace=0.05, hspace=0.05)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

@@ -1,0 +1,69 @@
+"""tf.data input from split manifests: parallel decode, resize, batch and prefetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+
+def load_split(csv_path: Path) -> pd.DataFrame:
+    """Read a split manifest, keeping paths and identities as strings."""
+    return pd.read_csv(csv_path, dtype={"path": str, "identity": str}, keep_default_na=False)
+
+
+def label_ids(identities: pd.Series, labels: list[str]) -> np.ndarray:
+    """Map identity names to their index in the saved label list."""
+    index = {name: position for position, name in enumerate(labels)}
+    unknown = sorted(set(identities) - set(index))
+    if unknown:
+        raise ValueError(f"identities not in the model's label list: {unknown[:5]}")
+    return identities.map(index).to_numpy(dtype=np.int32)
+
+
+def decode_and_resize(path: tf.Tensor, image_size_px: int) -> tf.Tensor:
+    """Read any JPEG/PNG/GIF/BMP as 3-channel RGB and resize to a uint8 square.
+
+    uint8 keeps cached images at a quarter of float32's size; the model casts and preprocesses.
+    """
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    resized = tf.image.resize(image, (image_size_px, image_size_px), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    raw_dir: Path,
+    labels: list[str],
+    *,
+    image_size_px: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    cache: str = "none",
+) -> tf.data.Dataset:
+    """Batches of (image, label id); only the training set is shuffled, and afresh each epoch."""
+    paths = [str(Path(raw_dir) / relative) for relative in frame["path"]]
+    targets = label_ids(frame["identity"], labels)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, targets))
+    dataset = dataset.map(
+        lambda path, target: (decode_and_resize(path, image_size_px), target),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if cache == "memory":
+        # Decoded, resized images: every epoch after the first skips JPEG decoding entirely.
+        dataset = dataset.cache()
+    elif cache != "none":
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        # A run killed while filling the cache leaves a lockfile that would block every later run;
+        # the cache itself only counts once its index is written, so the lock is safe to drop.
+        for stale_lock in Path(cache).parent.glob("*.lockfile"):
+            stale_lock.unlink()
+        dataset = dataset.cache(str(cache))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,139 @@
+"""Find exact and near-duplicate images and join them into groups that must share a split."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from facerec.errors import PipelineInputError
+
+log = logging.getLogger(__name__)
+
+# Every kind yields hash_size**2 bits; stored as hex text, compared as rows of uint64 words.
+HASH_FUNCTIONS = {
+    "phash": imagehash.phash,
+    "dhash": imagehash.dhash,
+    "whash": imagehash.whash,
+    "ahash": imagehash.average_hash,
+}
+# Below this many images a process pool costs more to start than it saves.
+SERIAL_BELOW_IMAGES = 256
+# Rows of the pairwise distance matrix computed at once: 128 x 17.5k uint64 is an 18 MB buffer.
+PAIR_BLOCK_ROWS = 128
+
+
+def check_hash_settings(kind: str, hash_size: int) -> None:
+    """Raise ValueError unless `kind` is known and hash_size**2 is a whole number of 64-bit words."""
+    if kind not in HASH_FUNCTIONS:
+        raise ValueError(f"hash kind {kind!r} is not allowed; use one of {sorted(HASH_FUNCTIONS)}")
+    if hash_size not in (8, 16, 32):
+        raise ValueError(f"hash size {hash_size!r} is not allowed; use 8, 16 or 32")
+
+
+def hash_image(path: Path, kind: str = "phash", hash_size: int = 16) -> str:
+    """Return the perceptual hash of one image (hash_size**2 bits) as hex digits."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (OSError, ValueError) as error:
+        raise PipelineInputError(f"cannot decode {path} for hashing: {error}") from error
+    return str(HASH_FUNCTIONS[kind](rgb, hash_size=hash_size))
+
+
+def compute_perceptual_hashes(
+    paths: list[Path], workers: int | None = None, kind: str = "phash", hash_size: int = 16
+) -> list[str]:
+    """Hash every image in `paths` (in order), in parallel on all cores unless `workers` says."""
+    check_hash_settings(kind, hash_size)
+    workers = workers or os.cpu_count() or 1
+    hash_one = partial(hash_image, kind=kind, hash_size=hash_size)
+    if workers == 1 or len(paths) < SERIAL_BELOW_IMAGES:
+        return [hash_one(path) for path in paths]
+    # Large chunks: each image takes well under a millisecond, so IPC would dominate otherwise.
+    chunk_size = max(1, len(paths) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(hash_one, paths, chunksize=chunk_size))
+
+
+def hashes_to_words(hashes: list[str]) -> np.ndarray:
+    """Parse equal-length hex hashes into an (n, bits / 64) uint64 array."""
+    lengths = {len(text) for text in hashes if isinstance(text, str)}
+    if len(hashes) and (len(lengths) != 1 or lengths.pop() % 16):
+        raise PipelineInputError("perceptual hashes must be hex strings of one length, 64·k bits")
+    try:
+        raw = b"".join(bytes.fromhex(text) for text in hashes)
+    except (TypeError, ValueError) as error:
+        raise PipelineInputError(f"perceptual hashes must be hex strings: {error}") from error
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hashes), -1)
+
+
+def near_pairs(words: np.ndarray, max_distance: int) -> np.ndarray:
+    """Return (k, 2) index pairs i < j of `words` rows whose Hamming distance is <= max_distance."""
+    count = len(words)
+    columns = np.ascontiguousarray(words.T)  # one contiguous row per 64-bit word
+    # Buffers reused across blocks: fresh 10-100 MB arrays per block cost more than the maths.
+    xor_buffer = np.empty((PAIR_BLOCK_ROWS, count), dtype=np.uint64)
+    bits_buffer = np.empty((PAIR_BLOCK_ROWS, count), dtype=np.uint8)
+    distance_buffer = np.empty((PAIR_BLOCK_ROWS, count), dtype=np.uint16)
+    found = [np.empty((0, 2), dtype=np.int64)]
+    for start in range(0, count, PAIR_BLOCK_ROWS):
+        rows, later = min(PAIR_BLOCK_ROWS, count - start), count - start
+        xor, bits = xor_buffer[:rows, :later], bits_buffer[:rows, :later]
+        distances = distance_buffer[:rows, :later]
+        distances[...] = 0
+        # Compare each row only with itself and later images, so every pair is seen once.
+        for word in columns:
+            np.bitwise_xor(word[start : start + rows, None], word[None, start:], out=xor)
+            np.bitwise_count(xor, out=bits)
+            np.add(distances, bits, out=distances)
+        row_index, col_index = np.nonzero(distances <= max_distance)
+        keep = col_index > row_index
+        found.append(np.stack([row_index[keep] + start, col_index[keep] + start], axis=1))
+    return np.concatenate(found).astype(np.int64)
+
+
+def exact_pairs(sha256: list[str]) -> np.ndarray:
+    """Return (k, 2) index pairs i < j of byte-identical files (same sha256)."""
+    first_seen: dict[str, list[int]] = {}
+    for index, digest in enumerate(sha256):
+        first_seen.setdefault(digest, []).append(index)
+    pairs = [(a, b) for members in first_seen.values() for a in members for b in members if a < b]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@dataclass
+class Grouping:
+    """Duplicate groups of n images: `group[i]` numbers groups by their first member's position."""
+
+    group: np.ndarray  # int64, one group id per image
+    exact_pairs: np.ndarray  # (k, 2) byte-identical index pairs
+    near_pairs: np.ndarray  # (k, 2) perceptually close pairs that are not byte-identical
+
+
+def group_duplicates(sha256: list[str], hashes: list[str], max_distance: int) -> Grouping:
+    """Join exact and near-duplicate pairs into connected components (deterministic ids)."""
+    count = len(sha256)
+    if count == 0:
+        empty = np.empty((0, 2), dtype=np.int64)
+        return Grouping(group=np.empty(0, dtype=np.int64), exact_pairs=empty, near_pairs=empty)
+    exact = exact_pairs(sha256)
+    near = near_pairs(hashes_to_words(hashes), max_distance)
+    sha = np.asarray(sha256, dtype=object)
+    near = near[sha[near[:, 0]] != sha[near[:, 1]]] if len(near) else near
+    edges = np.concatenate([exact, near])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    # Renumber by first appearance so ids depend only on the input order, not on scipy internals.
+    _, first_index, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first_index))
+    return Grouping(group=rank[inverse].astype(np.int64), exact_pairs=exact, near_pairs=near)

@@ -1,0 +1,8 @@
+"""Errors about the user's input or environment that a stage reports as one clear message."""
+
+
+class PipelineInputError(Exception):
+    """Expected problem (missing credentials, bad archive, bad params) with a fix in its message.
+
+    Stages catch it, log the message without a traceback, and exit non-zero.
+    """

@@ -1,0 +1,262 @@
+"""Seeded, identity-stratified train/val/test split that keeps duplicate groups in one split."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facerec.dedupe import check_hash_settings, compute_perceptual_hashes, group_duplicates
+from facerec.errors import PipelineInputError
+
+log = logging.getLogger(__name__)
+
+# Tie-break order when two splits need a group equally: fill the small held-out splits first.
+SPLITS = ("test", "val", "train")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Settings of the split stage; checked on construction."""
+
+    seed: int  # drives the group shuffle per identity and the choice of unknown identities
+    val_fraction: float  # share of each identity's images in val
+    test_fraction: float  # share of each identity's images in test
+    min_images_per_identity: int  # distinct (de-duplicated) images; >= 3: one per split
+    near_duplicate_max_distance: int  # Hamming bits on the hash; <= this → same group
+    keep_conflicts: bool = False  # True: keep the majority identity's images of a conflict group
+    identities: list[str] | None = None  # optional explicit subset of identity names
+    max_identities: int | None = None  # optional: first N identities by name
+    unknown_identities: int = 0  # identities held out entirely as the "unknown" split (open set)
+    hash_kind: str = "phash"  # imagehash function; phash separated different faces best
+    hash_size: int = 16  # hash has hash_size**2 bits; 64 bits confused different faces
+    workers: int | None = None  # hashing processes; None uses every core
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the field when a value is out of range."""
+        fractions_sum = self.val_fraction + self.test_fraction
+        checks = {  # key: (valid, what is allowed)
+            "seed": (isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            "val_fraction": (0 < self.val_fraction < 1, "a number in (0, 1)"),
+            "test_fraction": (0 < self.test_fraction < 1 and fractions_sum < 1, "(0, 1 - val)"),
+            "min_images_per_identity": (self.min_images_per_identity >= 3, "an integer >= 3"),
+            "near_duplicate_max_distance": (self.near_duplicate_max_distance >= 0, ">= 0"),
+            "max_identities": (self.max_identities is None or self.max_identities >= 1, ">= 1"),
+            "unknown_identities": (self.unknown_identities >= 0, "an integer >= 0"),
+        }
+        for key, (valid, allowed) in checks.items():
+            if not valid:
+                value = getattr(self, key)
+                raise ValueError(f"split.{key} = {value!r} is not allowed; use {allowed}")
+        check_hash_settings(self.hash_kind, self.hash_size)
+
+
+@dataclass
+class SplitResult:
+    """The split frames (manifest order), a JSON-able report and the label conflicts found."""
+
+    splits: dict[str, pd.DataFrame]
+    report: dict
+    conflicts: pd.DataFrame
+
+
+def select_identities(frame: pd.DataFrame, config: SplitConfig) -> pd.DataFrame:
+    """Keep the requested identities: explicit list first, then the first N by name."""
+    present = sorted(frame["identity"].unique())
+    chosen = present
+    if config.identities is not None:
+        missing = sorted(set(config.identities) - set(present))
+        if missing:
+            raise PipelineInputError(
+                f"split.identities names {missing[:5]} which have no ok images; "
+                f"choose from e.g. {present[:5]}"
+            )
+        chosen = sorted(set(config.identities))
+    if config.max_identities is not None:
+        chosen = chosen[: config.max_identities]
+    return frame[frame["identity"].isin(chosen)]
+
+
+def find_conflicts(frame: pd.DataFrame, keep_conflicts: bool) -> tuple[pd.DataFrame, pd.Series]:
+    """Return one row per image of a multi-identity group, and a mask of rows to keep."""
+    names_per_group = frame.groupby("group")["identity"].nunique()
+    rows = frame[frame["group"].isin(names_per_group.index[names_per_group > 1])].copy()
+    names: dict[int, set[str]] = {}
+    for group, identity in zip(rows["group"], rows["identity"]):
+        names.setdefault(group, set()).add(identity)
+    rows["other_identities"] = [
+        "; ".join(sorted(names[group] - {identity}))
+        for group, identity in zip(rows["group"], rows["identity"])
+    ]
+    # Majority identity per group; ties go to the name that sorts first, so it is deterministic.
+    counts = rows.groupby(["group", "identity"]).size().reset_index(name="images")
+    counts = counts.sort_values(["group", "images", "identity"], ascending=[True, False, True])
+    majority = counts.drop_duplicates("group").set_index("group")["identity"]
+    rows["kept"] = keep_conflicts & (rows["identity"] == rows["group"].map(majority))
+    keep = pd.Series(~frame.index.isin(rows.index[~rows["kept"]]), index=frame.index)
+    columns = ["path", "identity", "group", "other_identities", "kept"]
+    return rows[columns].reset_index(drop=True), keep
+
+
+def assign_groups(sizes: pd.Series, fractions: dict[str, float], seed: list[int]) -> dict:
+    """Map each group (index of `sizes`, its image count) of one identity to a split name."""
+    total = int(sizes.sum())
+    targets = {name: max(1, round(total * fractions[name])) for name in ("test", "val")}
+    targets["train"] = total - targets["test"] - targets["val"]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(sizes))
+    # Largest groups first (ties in seeded random order) so single images can even out the counts.
+    order = order[np.argsort(-sizes.to_numpy()[order], kind="stable")]
+    filled = dict.fromkeys(SPLITS, 0)
+    group_count = dict.fromkeys(SPLITS, 0)
+    assignment = {}
+    for position, index in enumerate(order):
+        empty = [name for name in SPLITS if group_count[name] == 0]
+        # When only as many groups remain as splits are empty, each empty split must get one.
+        candidates = empty if len(order) - position <= len(empty) else SPLITS
+        choice = max(candidates, key=lambda name: targets[name] - filled[name])
+        assignment[sizes.index[index]] = choice
+        filled[choice] += int(sizes.iloc[index])
+        group_count[choice] += 1
+    return assignment
+
+
+def pick_unknown(identities: list[str], count: int, seed: int) -> list[str]:
+    """Choose `count` identities by the seed for the open-set "unknown" split."""
+    if count >= len(identities):
+        raise PipelineInputError(
+            f"split.unknown_identities = {count} leaves no identity for train/val/test "
+            f"({len(identities)} identities available); lower it"
+        )
+    chosen = np.random.default_rng(seed).choice(len(identities), size=count, replace=False)
+    return sorted(identities[index] for index in chosen)
+
+
+def build_report(config, selected, grouping, conflicts, too_small, unknown, splits) -> dict:
+    """Summarise what was found and decided, as JSON-able numbers and names."""
+    group_sizes = selected["group"].value_counts()
+    groups_per_split = pd.concat([frame["group"].drop_duplicates() for frame in splits.values()])
+    return {
+        "images_selected": len(selected),
+        "identities_selected": int(selected["identity"].nunique()),
+        "groups": len(group_sizes),
+        "duplicate_groups": int((group_sizes > 1).sum()),
+        "images_in_duplicate_groups": int(group_sizes[group_sizes > 1].sum()),
+        "exact_duplicate_pairs": len(grouping.exact_pairs),
+        "near_duplicate_pairs": len(grouping.near_pairs),
+        "conflict_groups": int(conflicts["group"].nunique()),
+        "conflict_images": len(conflicts),
+        "conflict_images_dropped": int((~conflicts["kept"]).sum()),
+        "excluded_identities": {name: int(count) for name, count in too_small.items()},
+        "unknown_identities": unknown,
+        "groups_in_several_splits": int(groups_per_split.duplicated().sum()),
+        "split_images": {name: len(frame) for name, frame in splits.items()},
+        "split_identities": {
+            name: int(frame["identity"].nunique()) for name, frame in splits.items()
+        },
+        "params": asdict(config),
+    }
+
+
+def hash_selected(frame, manifest_rows: int, raw_dir: Path, config, hashes) -> list[str]:
+    """Return the perceptual hashes of `frame`'s rows: given (manifest-aligned) or computed."""
+    if hashes is None:
+        paths = [Path(raw_dir) / path for path in frame["path"]]
+        return compute_perceptual_hashes(paths, config.workers, config.hash_kind, config.hash_size)
+    if len(hashes) != manifest_rows:
+        raise PipelineInputError(f"got {len(hashes)} hashes for {manifest_rows} manifest rows")
+    return [hashes[index] for index in frame.index]
+
+
+def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Remove identities with fewer than `minimum` distinct images (groups), with a warning."""
+    distinct = known.groupby("identity")["group"].nunique()
+    too_small = distinct[distinct < minimum]
+    if len(too_small):
+        log.warning(
+            "excluded %d identities with fewer than %d distinct images: %s",
+            len(too_small),
+            minimum,
+            too_small.to_dict(),
+        )
+    known = known[~known["identity"].isin(too_small.index)]
+    if known.empty:
+        raise PipelineInputError(
+            "no identity has enough distinct images to split; lower split.min_images_per_identity"
+        )
+    return known, too_small
+
+
+def split_of_rows(known: pd.DataFrame, config: SplitConfig) -> pd.Series:
+    """Return the split name of every row, deciding whole groups identity by identity."""
+    fractions = {"val": config.val_fraction, "test": config.test_fraction}
+    split_of_group = {}
+    for identity, rows in known.groupby("identity", sort=True):
+        # Seeded per identity, so adding or removing other identities leaves this one unchanged.
+        seed = [config.seed, zlib.crc32(identity.encode("utf-8"))]
+        sizes = rows["group"].value_counts().sort_index()
+        split_of_group.update(assign_groups(sizes, fractions, seed))
+    return known["group"].map(split_of_group)
+
+
+def split_manifest(
+    manifest: pd.DataFrame, raw_dir: Path, config: SplitConfig, hashes: list[str] | None = None
+) -> SplitResult:
+    """Group duplicates, drop conflicts, hold out unknowns and split the rest by identity.
+
+    `hashes`, when given, are aligned with the rows of `manifest` (entries of non-ok rows are
+    ignored); otherwise the selected images are hashed here, in parallel.
+    """
+    manifest = manifest.reset_index(drop=True)
+    ok_rows = manifest[manifest["status"] == "ok"].astype({"identity": str})
+    selected = select_identities(ok_rows, config).copy()
+    started = time.perf_counter()
+    selected_hashes = hash_selected(selected, len(manifest), raw_dir, config, hashes)
+    grouping = group_duplicates(
+        selected["sha256"].tolist(), selected_hashes, config.near_duplicate_max_distance
+    )
+    selected["group"] = grouping.group
+    log.info(
+        "hashed and grouped %d images into %d groups (%d exact, %d near-duplicate pairs) in %.1f s",
+        len(selected),
+        selected["group"].nunique(),
+        len(grouping.exact_pairs),
+        len(grouping.near_pairs),
+        time.perf_counter() - started,
+    )
+    conflicts, keep = find_conflicts(selected, config.keep_conflicts)
+    if len(conflicts):
+        log.warning(
+            "%d images in %d groups carry more than one identity; %d dropped (keep_conflicts=%s)",
+            len(conflicts),
+            conflicts["group"].nunique(),
+            int((~keep).sum()),
+            config.keep_conflicts,
+        )
+    frame = selected[keep]
+    unknown = pick_unknown(
+        sorted(frame["identity"].unique()), config.unknown_identities, config.seed
+    )
+    known, too_small = drop_small_identities(
+        frame[~frame["identity"].isin(unknown)], config.min_images_per_identity
+    )
+    assigned = split_of_rows(known, config)
+    columns = ["path", "identity", "group"]
+    splits = {
+        name: known.loc[assigned == name, columns].reset_index(drop=True)
+        for name in ("train", "val", "test")
+    }
+    if config.unknown_identities:
+        splits["unknown"] = frame.loc[frame["identity"].isin(unknown), columns].reset_index(
+            drop=True
+        )
+    for name, rows in splits.items():
+        log.info("%s: %d images of %d identities", name, len(rows), rows["identity"].nunique())
+    report = build_report(config, selected, grouping, conflicts, too_small, unknown, splits)
+    report["images_ok"] = len(ok_rows)
+    return SplitResult(splits=splits, report=report, conflicts=conflicts)

@@ -1,0 +1,53 @@
+"""DVC stage: class balance, image sizes and sample images of the split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from facerec.analysis import counts_per_identity, data_metrics, plot_counts, plot_image_sizes, plot_samples
+from facerec.atomic import write_csv, write_json
+from facerec.data import load_split
+from facerec.stage_runner import run_stage
+
+log = logging.getLogger("facerec.analyze")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--splits-dir", type=Path, required=True)
+    parser.add_argument("--split-report", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--plots-dir", type=Path, required=True)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    splits = {path.stem: load_split(path) for path in sorted(args.splits_dir.glob("*.csv"))}
+    manifest = pd.read_csv(args.manifest, dtype={"path": str, "identity": str}, keep_default_na=False)
+    report = json.loads(args.split_report.read_text(encoding="utf-8"))
+    args.plots_dir.mkdir(parents=True, exist_ok=True)
+
+    counts = counts_per_identity(splits)
+    write_csv(args.plots_dir / "identity_counts.csv", counts)
+    plot_counts(counts, args.plots_dir / "identity_counts.png")
+    ok_sizes = manifest.loc[manifest["status"] == "ok", ["width", "height"]]
+    write_csv(args.plots_dir / "image_sizes.csv", ok_sizes)
+    plot_image_sizes(manifest, args.plots_dir / "image_sizes.png")
+    plot_samples(splits["train"], args.raw_dir, args.plots_dir / "samples.png")
+    metrics = data_metrics(splits, manifest, report)
+    write_json(args.metrics, metrics)
+    log.info("Train set: %d identities, %d–%d images each (max/min %.2f)", metrics["train"]["identities"],
+             metrics["train"]["min_per_identity"], metrics["train"]["max_per_identity"],
+             metrics["train"]["max_min_ratio"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,78 @@
+"""DVC stage: fetch the dataset into data/raw and write the verified manifest."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from facerec.atomic import write_csv, write_json
+from facerec.params import load_params, require_range
+from facerec.sources import stage_source
+from facerec.stage_runner import run_stage
+from facerec.verify import build_manifest, summarize_manifest
+
+log = logging.getLogger("facerec.download")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--raw-dir", type=Path, required=True, help="where the dataset's identity folders go")
+    parser.add_argument("--manifest", type=Path, required=True, help="CSV with one row per file")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON summary of the download")
+    parser.add_argument("--kaggle-cache", type=Path, required=True,
+                        help="kept between runs (not a DVC output) so interrupted downloads resume")
+    return parser.parse_args()
+
+
+def check_params(params: dict) -> None:
+    require_range("download.min_side_px", params["min_side_px"], 1, 10_000, integer=True)
+    require_range("download.max_attempts", params["max_attempts"], 1, 100, integer=True)
+    require_range("download.synthetic.identities", params["synthetic"]["identities"], 2, 12, integer=True)
+    require_range("download.synthetic.images_per_identity", params["synthetic"]["images_per_identity"],
+                  3, 1000, integer=True)
+
+
+def replace_dir(source_dir: Path, target_dir: Path) -> None:
+    """Move a complete folder into place (same filesystem, so a rename, not a copy)."""
+    if target_dir.exists():
+        shutil.rmtree(target_dir)
+    os.replace(source_dir, target_dir)
+
+
+def main() -> None:
+    args = parse_args()
+    all_params = load_params()
+    params, seed = all_params["download"], all_params["base"]["seed"]
+    check_params(params)
+    started = time.monotonic()
+    args.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Stage next to data/raw, so the final move is a rename and a crash never leaves half a dataset.
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=args.raw_dir.parent) as staging:
+        staged = stage_source(params, seed, Path(staging), args.kaggle_cache)
+        replace_dir(staged.root, args.raw_dir)
+    log.info("Dataset from %s (version %s) in %s after %.1f s",
+             staged.source, staged.version, args.raw_dir, time.monotonic() - started)
+
+    manifest = build_manifest(args.raw_dir, min_side_px=params["min_side_px"])
+    write_csv(args.manifest, manifest)
+    summary = summarize_manifest(manifest)
+    write_json(args.metrics, {
+        **summary,
+        "refused_archive_entries": staged.refused_entries,
+        "source": staged.source,
+        "dataset_version": staged.version,
+        "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(),
+    })
+    log.info("Manifest: %d files, %d ok, rejected %s, %d identities (%.1f s in total)",
+             summary["files_seen"], summary["ok"], summary["rejected"] or "none",
+             summary["identities"], time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    run_stage(main)

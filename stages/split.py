@@ -1,0 +1,63 @@
+"""DVC stage: group duplicates and write leak-free, stratified train/val/test manifests."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from facerec.atomic import write_csv, write_json
+from facerec.params import load_params
+from facerec.split import SplitConfig, split_manifest
+from facerec.stage_runner import run_stage
+
+log = logging.getLogger("facerec.split")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--splits-dir", type=Path, required=True, help="gets train/val/test(/unknown).csv")
+    parser.add_argument("--report", type=Path, required=True, help="JSON: groups, duplicates, conflicts, sizes")
+    parser.add_argument("--conflicts", type=Path, required=True, help="CSV of images filed under two identities")
+    return parser.parse_args()
+
+
+def split_config(params: dict, seed: int) -> SplitConfig:
+    """SplitConfig from the split section; its constructor checks every value."""
+    return SplitConfig(
+        seed=seed,
+        val_fraction=params["val_fraction"],
+        test_fraction=params["test_fraction"],
+        min_images_per_identity=params["min_images_per_identity"],
+        near_duplicate_max_distance=params["near_duplicate_max_distance"],
+        keep_conflicts=params["keep_conflicts"],
+        identities=params["identities"] or None,
+        max_identities=params["max_identities"] or None,
+        unknown_identities=params["unknown_identities"],
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    all_params = load_params()
+    config = split_config(all_params["split"], all_params["base"]["seed"])
+    manifest = pd.read_csv(args.manifest, dtype={"path": str, "identity": str, "sha256": str},
+                           keep_default_na=False)
+    result = split_manifest(manifest, args.raw_dir, config)
+    args.splits_dir.mkdir(parents=True, exist_ok=True)
+    for stale in args.splits_dir.glob("*.csv"):
+        stale.unlink()  # an old unknown.csv must not outlive a run without a holdout
+    for name, frame in result.splits.items():
+        write_csv(args.splits_dir / f"{name}.csv", frame)
+    write_json(args.report, result.report)
+    write_csv(args.conflicts, result.conflicts)
+    sizes = ", ".join(f"{name} {len(frame)}" for name, frame in result.splits.items())
+    log.info("Split written to %s: %s images", args.splits_dir, sizes)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,138 @@
+"""Code tests for duplicate finding: hashing, pair search and grouping on tiny generated images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facerec import dedupe
+from facerec.errors import PipelineInputError
+
+THRESHOLD_BITS = 40  # the default near_duplicate_max_distance for 256-bit phash
+
+
+def pink_noise_image(rng: np.random.Generator, size_px: int = 48) -> Image.Image:
+    """Return an RGB image with a photo-like 1/f spectrum, so perceptual hashes are stable."""
+    radius = np.hypot(np.fft.fftfreq(size_px)[:, None], np.fft.fftfreq(size_px)[None, :])
+    amplitude = 1 / np.maximum(radius, 1 / size_px)
+    channels = []
+    for _ in range(3):
+        field = np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random(radius.shape))))
+        channels.append((field - field.min()) / (field.max() - field.min()) * 255)
+    return Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8))
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    """Encode an image as JPEG bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory) -> dict[str, object]:
+    """Write originals, a re-encoded copy, a downscaled copy and unrelated images."""
+    folder = tmp_path_factory.mktemp("dedupe")
+    rng = np.random.default_rng(7)
+    paths = {}
+    for index in range(6):
+        paths[f"unrelated_{index}"] = folder / f"unrelated_{index}.jpg"
+        paths[f"unrelated_{index}"].write_bytes(jpeg_bytes(pink_noise_image(rng)))
+    original = Image.open(paths["unrelated_0"]).convert("RGB")
+    paths["reencoded"] = folder / "reencoded q60.jpg"
+    paths["reencoded"].write_bytes(jpeg_bytes(original, quality=60))
+    paths["downscaled"] = folder / "downscaled.jpg"
+    paths["downscaled"].write_bytes(jpeg_bytes(original.resize((40, 40), Image.LANCZOS)))
+    paths["broken"] = folder / "broken.jpg"
+    paths["broken"].write_bytes(b"not a jpeg")
+    return paths
+
+
+def hamming(first: str, second: str) -> int:
+    """Bit distance between two hex hashes."""
+    return (int(first, 16) ^ int(second, 16)).bit_count()
+
+
+def test_near_copies_are_close_and_unrelated_images_far(image_files):
+    names = ["unrelated_0", "reencoded", "downscaled", "unrelated_1", "unrelated_2"]
+    hashes = dict(zip(names, dedupe.compute_perceptual_hashes([image_files[n] for n in names])))
+    assert len(hashes["unrelated_0"]) == 64, (
+        "default hash is 256 bits (16x16 phash) as 64 hex digits"
+    )
+    for copy in ("reencoded", "downscaled"):
+        distance = hamming(hashes["unrelated_0"], hashes[copy])
+        assert distance <= THRESHOLD_BITS, f"{copy} copy must fall within the threshold: {distance}"
+    distance = hamming(hashes["unrelated_1"], hashes["unrelated_2"])
+    assert distance > 2 * THRESHOLD_BITS, f"unrelated images must be far apart: {distance}"
+
+
+def test_parallel_hashing_matches_serial_and_keeps_order(image_files, monkeypatch):
+    paths = [image_files[f"unrelated_{index}"] for index in range(6)] * 3
+    serial = dedupe.compute_perceptual_hashes(paths, workers=1)
+    monkeypatch.setattr(dedupe, "SERIAL_BELOW_IMAGES", 0)  # force the process pool on tiny input
+    parallel = dedupe.compute_perceptual_hashes(paths, workers=2)
+    assert parallel == serial, "the process pool must return the same hashes in input order"
+
+
+def test_other_hash_kinds_and_sizes_give_their_bit_count(image_files):
+    for kind, size, hex_digits in [("dhash", 8, 16), ("whash", 16, 64), ("ahash", 32, 256)]:
+        [text] = dedupe.compute_perceptual_hashes([image_files["unrelated_0"]], 1, kind, size)
+        assert len(text) == hex_digits, f"{kind} at hash_size {size} must give {size**2} bits"
+
+
+def test_undecodable_image_names_the_file(image_files):
+    with pytest.raises(PipelineInputError, match="broken.jpg"):
+        dedupe.compute_perceptual_hashes([image_files["broken"]])
+
+
+def test_bad_hash_settings_are_refused():
+    with pytest.raises(ValueError, match="hash kind"):
+        dedupe.check_hash_settings("md5", 16)
+    with pytest.raises(ValueError, match="hash size"):
+        dedupe.check_hash_settings("phash", 12)
+
+
+def test_malformed_hash_text_is_an_input_error():
+    with pytest.raises(PipelineInputError, match="hex"):
+        dedupe.hashes_to_words(["zz" * 8])
+    with pytest.raises(PipelineInputError, match="one length"):
+        dedupe.hashes_to_words(["0" * 16, "0" * 64])
+
+
+def test_near_pairs_matches_brute_force_across_blocks():
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 2**63, size=(300, 4), dtype=np.uint64)
+    # Plant close rows on both sides of a block boundary (128 rows per block).
+    words[250] = words[5]
+    words[250, 0] ^= np.uint64(0b1011)
+    words[130] = words[127]
+    found = {tuple(pair) for pair in dedupe.near_pairs(words, 3).tolist()}
+    expected = {
+        (i, j)
+        for i in range(300)
+        for j in range(i + 1, 300)
+        if sum((int(a) ^ int(b)).bit_count() for a, b in zip(words[i], words[j])) <= 3
+    }
+    assert found == expected, "vectorised block search must equal the all-pairs definition"
+    assert {(5, 250), (127, 130)} <= found, "planted close pairs across blocks must be found"
+
+
+def test_grouping_is_transitive_and_numbered_by_first_appearance():
+    zero, one_bit, far = "0" * 16, "0" * 15 + "1", "f" * 16
+    sha = ["a", "b", "c", "a", "d"]
+    # Row 0 and 3 share bytes; row 2 is a near copy of row 3; rows 1 and 4 are unrelated.
+    hashes = [zero, far, one_bit, zero, "0f" * 8]
+    grouping = dedupe.group_duplicates(sha, hashes, max_distance=2)
+    assert grouping.group.tolist() == [0, 1, 0, 0, 2], "exact + near links must chain into groups"
+    assert grouping.exact_pairs.tolist() == [[0, 3]], "only same-sha256 rows are exact pairs"
+    assert sorted(map(tuple, grouping.near_pairs.tolist())) == [(0, 2), (2, 3)], (
+        "near pairs exclude byte-identical ones"
+    )
+
+
+def test_grouping_of_nothing_is_empty():
+    grouping = dedupe.group_duplicates([], [], max_distance=4)
+    assert len(grouping.group) == 0, "an empty selection must give no groups, not an error"

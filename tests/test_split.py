@@ -1,0 +1,260 @@
+"""Code tests for the split: leak-free, stratified, seeded, with conflicts and holdouts handled."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facerec.errors import PipelineInputError
+from facerec.split import SplitConfig, split_manifest
+
+BASE = SplitConfig(
+    seed=1,
+    val_fraction=0.2,
+    test_fraction=0.2,
+    min_images_per_identity=5,
+    near_duplicate_max_distance=40,
+)
+IDENTITIES = {"Alice Doe": 14, "bob": 14, "carol": 14, "Zoë Ångström": 12, "李 雷": 12, "tiny": 4}
+
+
+def pink_noise_jpeg(rng: np.random.Generator, size_px: int = 48, quality: int = 90) -> bytes:
+    """JPEG bytes of an image with a photo-like 1/f spectrum (stable perceptual hash)."""
+    radius = np.hypot(np.fft.fftfreq(size_px)[:, None], np.fft.fftfreq(size_px)[None, :])
+    amplitude = 1 / np.maximum(radius, 1 / size_px)
+    channels = []
+    for _ in range(3):
+        field = np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random(radius.shape))))
+        channels.append((field - field.min()) / (field.max() - field.min()) * 255)
+    return reencode(Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8)), quality)
+
+
+def reencode(image: Image.Image, quality: int) -> bytes:
+    """Encode an image as JPEG bytes at `quality`."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def manifest_row(raw_dir: Path, path: str, status: str = "ok") -> dict:
+    """One manifest row for a file under raw_dir."""
+    data = (raw_dir / path).read_bytes() if status == "ok" else b""
+    return {
+        "path": path, "identity": path.split("/")[0], "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(), "width": 48, "height": 48,
+        "mode": "RGB", "format": "JPEG", "status": status,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """Tiny raw folder with planted exact, near and cross-identity duplicates, plus its manifest."""
+    raw_dir = tmp_path_factory.mktemp("raw")
+    rng = np.random.default_rng(11)
+    for identity, count in IDENTITIES.items():
+        (raw_dir / identity).mkdir()
+        for index in range(count):
+            (raw_dir / identity / f"img_{index:02d}.jpg").write_bytes(pink_noise_jpeg(rng))
+    alice = raw_dir / "Alice Doe" / "img_00.jpg"
+    (raw_dir / "Alice Doe" / "exact copy.jpg").write_bytes(alice.read_bytes())
+    (raw_dir / "Alice Doe" / "img_00 q60.jpg").write_bytes(reencode(Image.open(alice), 60))
+    bob = Image.open(raw_dir / "bob" / "img_01.jpg").resize((40, 40), Image.LANCZOS)
+    (raw_dir / "bob" / "img_01 small.jpg").write_bytes(reencode(bob, 90))
+    # carol/img_02 is also filed (re-encoded) under 李 雷, and copied once more under carol.
+    carol = raw_dir / "carol" / "img_02.jpg"
+    (raw_dir / "carol" / "img_02 copy.jpg").write_bytes(carol.read_bytes())
+    (raw_dir / "李 雷" / "conflict.jpg").write_bytes(reencode(Image.open(carol), 80))
+    paths = sorted(path.relative_to(raw_dir).as_posix() for path in raw_dir.rglob("*.jpg"))
+    rows = [manifest_row(raw_dir, path) for path in paths]
+    rows.append(manifest_row(raw_dir, "bob/truncated.jpg", status="truncated"))
+    return pd.DataFrame(rows).sort_values("path", ignore_index=True), raw_dir
+
+
+def run(dataset, **changes):
+    """Split the tiny dataset with BASE changed by `changes`."""
+    manifest, raw_dir = dataset
+    return split_manifest(manifest, raw_dir, dataclasses.replace(BASE, **changes))
+
+
+def split_of(result) -> dict[str, str]:
+    """Map path → split name over all splits."""
+    return {path: name for name, frame in result.splits.items() for path in frame["path"]}
+
+
+def test_splits_are_disjoint_by_path_and_by_group(dataset):
+    result = run(dataset)
+    frames = [result.splits[name] for name in ("train", "val", "test")]
+    paths = pd.concat([frame["path"] for frame in frames])
+    assert not paths.duplicated().any(), "an image must not appear in two splits"
+    groups = pd.concat([frame["group"].drop_duplicates() for frame in frames])
+    assert not groups.duplicated().any(), "a duplicate group must not be spread over two splits"
+    assert result.report["groups_in_several_splits"] == 0, "the report must confirm no leak"
+    assert "bob/truncated.jpg" not in set(paths), "rows whose status is not ok take no part"
+    for frame in frames:
+        assert list(frame.columns) == ["path", "identity", "group"], "split frame schema"
+        assert frame["path"].is_monotonic_increasing, "rows keep the manifest's (path) order"
+
+
+def test_planted_duplicates_share_a_split(dataset):
+    result = run(dataset)
+    where = split_of(result)
+    copies = ["Alice Doe/img_00.jpg", "Alice Doe/exact copy.jpg", "Alice Doe/img_00 q60.jpg"]
+    alice = {where[path] for path in copies}
+    assert len(alice) == 1, f"exact and re-encoded copies must land in one split: {alice}"
+    assert where["bob/img_01.jpg"] == where["bob/img_01 small.jpg"], "downscaled copy stays with it"
+    assert result.report["exact_duplicate_pairs"] == 2, "alice copy + carol copy are byte-identical"
+    assert result.report["near_duplicate_pairs"] >= 3, "re-encoded, downscaled, conflict copies"
+
+
+def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):
+    first, second, other_seed = run(dataset), run(dataset), run(dataset, seed=2)
+    for name in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(first.splits[name], second.splits[name], obj=f"{name} rerun")
+    assert split_of(first) != split_of(other_seed), "a different seed must change the assignment"
+    assert set(split_of(first)) == set(split_of(other_seed)), "the seed must not change who is kept"
+
+
+def synthetic_manifest(counts: dict[str, int], seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Manifest rows without files, plus far-apart random 256-bit hashes (no duplicates)."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        {
+            "path": f"{name}/{index:03d}.jpg",
+            "identity": name,
+            "sha256": f"{name}-{index}",
+            "status": "ok",
+        }
+        for name, count in counts.items()
+        for index in range(count)
+    ]
+    hashes = [rng.bytes(32).hex() for _ in rows]
+    return pd.DataFrame(rows), hashes
+
+
+@pytest.mark.parametrize("val_fraction,test_fraction", [(0.15, 0.15), (0.1, 0.25), (0.3, 0.2)])
+def test_stratified_within_one_image_per_identity(val_fraction, test_fraction):
+    counts = {f"person {n:02d}": n for n in (5, 7, 10, 13, 19, 26, 40, 77)}
+    manifest, hashes = synthetic_manifest(counts)
+    config = dataclasses.replace(BASE, val_fraction=val_fraction, test_fraction=test_fraction)
+    result = split_manifest(manifest, Path("unused"), config, hashes=hashes)
+    for name, fraction in (("val", val_fraction), ("test", test_fraction)):
+        per_identity = result.splits[name]["identity"].value_counts()
+        for identity, total in counts.items():
+            wanted = max(1, round(total * fraction))
+            got = per_identity.get(identity, 0)
+            assert abs(got - wanted) <= 1, (
+                f"{name} has {got} of {identity} ({total}), want ~{wanted}"
+            )
+    for name in ("train", "val", "test"):
+        assert set(result.splits[name]["identity"]) == set(counts), f"every identity is in {name}"
+
+
+def test_conflict_is_listed_and_dropped_by_default(dataset):
+    result = run(dataset)
+    listed = set(result.conflicts["path"])
+    expected = {"carol/img_02.jpg", "carol/img_02 copy.jpg", "李 雷/conflict.jpg"}
+    assert listed == expected, f"all images of the two-identity group are listed: {listed}"
+    other = result.conflicts.set_index("path")["other_identities"]
+    assert other["李 雷/conflict.jpg"] == "carol", "each row names the other identity"
+    assert not listed & set(split_of(result)), "conflicting images are dropped by default"
+    assert result.report["conflict_images_dropped"] == 3, "report counts the dropped images"
+
+
+def test_keep_conflicts_keeps_the_majority_identity(dataset):
+    where = split_of(run(dataset, keep_conflicts=True))
+    assert "carol/img_02.jpg" in where and "carol/img_02 copy.jpg" in where, "majority kept"
+    assert "李 雷/conflict.jpg" not in where, "the minority identity's copy is still dropped"
+
+
+def test_small_identity_is_excluded_with_a_warning(dataset, caplog):
+    with caplog.at_level(logging.WARNING, logger="facerec.split"):
+        result = run(dataset)
+    assert "tiny" not in set(split_of(result).values()) | set(
+        pd.concat(result.splits.values())["identity"]
+    ), "an identity below min_images_per_identity is left out"
+    assert result.report["excluded_identities"] == {"tiny": 4}, "report names it with its count"
+    assert "tiny" in caplog.text, "the exclusion is logged as a warning naming the identity"
+
+
+def test_identity_size_counts_distinct_images_not_copies(caplog):
+    manifest, hashes = synthetic_manifest({"many": 10, "copies": 6})
+    copies = manifest.index[manifest["identity"] == "copies"]
+    for index in copies:
+        hashes[index] = hashes[copies[0]]  # six files of one picture are one distinct image
+    with caplog.at_level(logging.WARNING, logger="facerec.split"):
+        result = split_manifest(manifest, Path("unused"), BASE, hashes=hashes)
+    assert result.report["excluded_identities"] == {"copies": 1}, "copies count once"
+
+
+def test_identities_subset_and_max_identities(dataset):
+    subset = run(dataset, identities=["bob", "Zoë Ångström"])
+    assert set(pd.concat(subset.splits.values())["identity"]) == {"bob", "Zoë Ångström"}, "subset"
+    first_two = run(dataset, max_identities=2)
+    names = set(pd.concat(first_two.splits.values())["identity"])
+    wanted = {"Alice Doe", "Zoë Ångström"}  # code point order: capitals sort before "bob"
+    assert names == wanted, f"max_identities keeps the first N by name: {names}"
+    with pytest.raises(PipelineInputError, match="nobody"):
+        run(dataset, identities=["nobody"])
+
+
+def test_unknown_identities_are_held_out_entirely(dataset):
+    result = run(dataset, unknown_identities=2)
+    unknown = set(result.splits["unknown"]["identity"])
+    assert len(unknown) == 2, f"two identities go to the unknown split: {unknown}"
+    known = set(pd.concat([result.splits[n] for n in ("train", "val", "test")])["identity"])
+    assert not unknown & known, "unknown identities must not appear in train/val/test"
+    manifest, _ = dataset
+    usable = manifest[
+        (manifest["status"] == "ok") & ~manifest["path"].isin(result.conflicts["path"])
+    ]
+    for name in unknown:
+        expected = int((usable["identity"] == name).sum())
+        got = int((result.splits["unknown"]["identity"] == name).sum())
+        assert got == expected, f"all ok images of {name} are in unknown"
+    with pytest.raises(PipelineInputError, match="unknown_identities"):
+        run(dataset, unknown_identities=len(IDENTITIES))
+
+
+def test_non_ascii_identities_are_split_and_report_is_json(dataset):
+    result = run(dataset)
+    for name in ("Zoë Ångström", "李 雷"):
+        for split in ("train", "val", "test"):
+            assert name in set(result.splits[split]["identity"]), f"{name} is in {split}"
+    assert json.loads(json.dumps(result.report, ensure_ascii=False)) == result.report, "JSON-able"
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(ValueError, match="split.test_fraction"):
+        dataclasses.replace(BASE, test_fraction=0.9)
+    with pytest.raises(ValueError, match="split.min_images_per_identity"):
+        dataclasses.replace(BASE, min_images_per_identity=2)
+
+
+def test_assignment_does_not_depend_on_hash_randomisation():
+    script = (
+        "import sys; from pathlib import Path; from tests.test_split import BASE, synthetic_manifest;"
+        "from facerec.split import split_manifest;"
+        "m, h = synthetic_manifest({'a b': 9, 'ç': 12, 'd': 30});"
+        "r = split_manifest(m, Path('x'), BASE, hashes=h);"
+        "sys.stdout.write(r.splits['test'].to_csv())"
+    )
+    root = Path(__file__).resolve().parents[1]
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True,
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(root)},
+        ).stdout
+        for seed in ("1", "2")
+    }  # fmt: skip
+    assert len(outputs) == 1, "string-hash randomisation must not change the split"
