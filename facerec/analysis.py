@@ -83,23 +83,31 @@ def plot_image_sizes(manifest: pd.DataFrame, path) -> None:
     plt.close(figure)
 
 
-def plot_samples(frame: pd.DataFrame, raw_dir, path, *, per_identity: int = 6, max_identities: int = 24,
-                 thumb_px: int = 64) -> None:
-    """Grid of the first images of each identity (one row each), for a look at the data."""
+def identity_mosaic(paths: list, thumb_px: int):
+    """Up to four photos of one identity as a 2×2 mosaic (PIL image)."""
+    from PIL import Image
+
     from facerec.verify import open_rgb
 
-    identities = sorted(frame["identity"].unique())[:max_identities]
-    figure, axes = plt.subplots(len(identities), per_identity,
-                                figsize=(per_identity * 1.1 + 1.5, len(identities) * 1.1), squeeze=False)
-    for row, identity in enumerate(identities):
-        paths = frame.loc[frame["identity"] == identity, "path"].head(per_identity).tolist()
-        for column in range(per_identity):
-            cell = axes[row][column]
-            cell.axis("off")
-            if column < len(paths):
-                cell.imshow(open_rgb(raw_dir / paths[column]).resize((thumb_px, thumb_px)))
-        axes[row][0].text(-0.1, 0.5, identity, transform=axes[row][0].transAxes, ha="right", va="center",
-                          fontsize=8)
-    figure.subplots_adjust(left=0.2, wspace=0.05, hspace=0.05)
+    mosaic = Image.new("RGB", (2 * thumb_px, 2 * thumb_px), "white")
+    for position, path in enumerate(paths[:4]):
+        tile = open_rgb(path).resize((thumb_px, thumb_px))
+        mosaic.paste(tile, ((position % 2) * thumb_px, (position // 2) * thumb_px))
+    return mosaic
+
+
+def plot_samples(frame: pd.DataFrame, raw_dir, path, *, columns: int = 10, thumb_px: int = 48) -> None:
+    """Every identity as a 2×2 mosaic of its first images with its name, ten identities a row."""
+    identities = sorted(frame["identity"].unique())
+    rows = math.ceil(len(identities) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.85), squeeze=False)
+    for cell in axes.flat:
+        cell.axis("off")
+    for cell, identity in zip(axes.flat, identities, strict=False):
+        paths = [raw_dir / relative for relative in frame.loc[frame["identity"] == identity, "path"].head(4)]
+        cell.imshow(identity_mosaic(paths, thumb_px))
+        cell.set_title(identity, fontsize=8)
+    figure.suptitle(f"Sample training images ({len(identities)} identities)")
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))  # leave room for the title
     figure.savefig(path, dpi=80)
     plt.close(figure)
