@@ -1,0 +1,67 @@
+"""The download stage with download.source=kaggle, against the local Kaggle stand-in server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from tests.kaggle_standin import StandinState, start_standin
+from tests.test_kaggle_source import DATASET, KEY, OWNER, SLUG, USERNAME, build_pins_zip
+
+
+@pytest.fixture
+def server():
+    state = StandinState(username=USERNAME, key=KEY, token="unused-token")
+    state.archives = {(OWNER, SLUG, version): build_pins_zip(version + 2) for version in (1, 2)}
+    server, proxy_url = start_standin(state)
+    yield state, proxy_url
+    server.shutdown()
+    server.server_close()
+
+
+def _run_stage(project: Path, proxy_url: str, credentials: dict) -> subprocess.CompletedProcess:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["download"].update({"source": "kaggle", "kaggle_dataset": DATASET, "kaggle_version": 2,
+                               "retry_wait_s": 0, "min_side_px": 8})
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), "HOME": str(project / "home"),
+           "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "http_proxy": proxy_url, "HTTP_PROXY": proxy_url,
+           "no_proxy": "", "NO_PROXY": "", **credentials}
+    return subprocess.run(
+        [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
+         "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_kaggle_download_through_the_stage(tmp_path, server):
+    state, proxy_url = server
+    project = tmp_path / "project"
+    done = _run_stage(project, proxy_url, {"KAGGLE_USERNAME": USERNAME, "KAGGLE_KEY": KEY})
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in (project / "data/raw").iterdir()) == ["pins_A", "pins_B"], \
+        "the archive's identity folders become data/raw"
+    summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
+    assert summary["dataset_version"] == "2" and summary["source"] == f"kaggle:{DATASET}", "version recorded"
+    assert summary["ok"] == 8, "both identities' 4 images were verified"
+    downloads = state.calls("datasets.DatasetApiService/DownloadDataset")
+    assert [call["body"]["datasetVersionNumber"] for call in downloads] == [2], "the pinned version was asked for"
+    written = [path for path in project.rglob("*") if path.is_file()]
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), f"the Kaggle key leaked into {path}"
+    assert KEY not in done.stdout + done.stderr, "the Kaggle key leaked into the log"
+
+
+def test_missing_credentials_exit_with_the_fix(tmp_path, server):
+    _, proxy_url = server
+    done = _run_stage(tmp_path / "project", proxy_url, {})
+    assert done.returncode == 2, "missing credentials are an expected problem: exit code 2"
+    assert "kaggle.json" in done.stderr and "synthetic" in done.stderr, "names a credential form and the offline way"
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "project/data/raw").exists(), "nothing half-written"
