@@ -116,10 +116,12 @@ def build_model(config: ModelConfig, seed: int = 0) -> keras.Model:
     # the features. A base trained from scratch (weights none) needs batch statistics to learn.
     pretrained = config.weights != "none"
     features = base(preprocessed, training=False if pretrained else None)
-    hidden = layers.BatchNormalization()(features)
+    # synchronized: with several replicas, batch statistics come from the global batch, so every
+    # worker ends with the same moving averages (unsynchronized, each keeps its own shard's).
+    hidden = layers.BatchNormalization(synchronized=True)(features)
     hidden = layers.Dropout(config.head_dropout[0], seed=seed)(hidden)
     hidden = layers.Dense(config.head_units, activation="elu")(hidden)
-    hidden = layers.BatchNormalization()(hidden)
+    hidden = layers.BatchNormalization(synchronized=True)(hidden)
     hidden = layers.Dropout(config.head_dropout[1], seed=seed + 1)(hidden)
     # float32 softmax keeps probabilities accurate when the rest runs in mixed precision.
     outputs = layers.Dense(config.num_classes, activation="softmax", dtype="float32", name="identity")(hidden)

@@ -16,6 +16,7 @@ def configure_determinism(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and TF; optionally force deterministic kernels (slower on GPU)."""
     keras.utils.set_random_seed(seed)
     if deterministic:
+        # Process-wide and irreversible: ops without a deterministic kernel raise from now on.
         tf.config.experimental.enable_op_determinism()
 
 
@@ -26,12 +27,24 @@ def configure_mixed_precision(setting: str) -> bool:
     return enabled
 
 
+def _task() -> tuple[dict, dict]:
+    """(cluster, task) from TF_CONFIG; both empty when it is not set."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    return config.get("cluster", {}), config.get("task", {})
+
+
 def distribution_strategy() -> tf.distribute.Strategy:
-    """Several machines via TF_CONFIG, several local GPUs, or the default single device."""
-    if os.environ.get("TF_CONFIG"):
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        log.info("TF_CONFIG found: multi-worker training over %d workers", len(cluster.get("worker", [])))
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    """Several machines via TF_CONFIG, several local GPUs, or the default single device.
+
+    Call it before any other TensorFlow work: MultiWorkerMirroredStrategy must start the
+    collective runtime before ops run.
+    """
+    cluster, task = _task()
+    if cluster:
+        workers = sum(len(addresses) for addresses in cluster.values())
+        log.info("TF_CONFIG found: multi-worker training, %s %s of %d tasks",
+                 task.get("type"), task.get("index"), workers)
+        return _KerasCompatibleMultiWorkerStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         log.info("%d GPUs visible: mirrored training", len(gpus))
@@ -39,7 +52,47 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+class _KerasCompatibleMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy patched for two reduce() calls Keras 3.15's fit() gets wrong.
+
+    See keras#20585 (MultiWorkerMirroredStrategy fails in fit()). First, fit() "reduces" its
+    first (images, labels) batch as one tuple only to learn shapes and dtypes; collectives
+    reject tuples and uint8. Every worker makes that call, so each answering with its local
+    batch keeps them in step. Second, fit() averages each replica's scalar metric with
+    axis=0, which scalars do not have; the mean across replicas (axis=None) is what it means,
+    and it gives every worker the same logs, so the plateau/early-stop callbacks agree.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        if isinstance(value, (tuple, list, dict)):
+            return tf.nest.map_structure(lambda part: self.experimental_local_results(part)[0], value)
+        if axis is not None and self.experimental_local_results(value)[0].shape.rank == 0:
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
 def is_chief() -> bool:
-    """True on the one process that writes outputs (worker 0, or the only process)."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0
+    """True on the one process that writes outputs: the chief task, else worker 0, else alone."""
+    cluster, task = _task()
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+
+
+def worker_label() -> str:
+    """A name unique per task ('worker1'), for files that must not be shared between tasks."""
+    _, task = _task()
+    return f"{task.get('type', 'worker')}{task.get('index', 0)}"
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Let each worker keep its share of the elements of one identical, seeded stream.
+
+    The input is a list of file names inside one tensor, not a set of files, so FILE
+    sharding (what AUTO tries first) cannot apply; DATA says so up front.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
+import numpy as np
+from dvclive.keras import DVCLiveCallback
 
 log = logging.getLogger(__name__)
+
+PHASE1_WEIGHTS, PHASE1_DONE, RUN_ID = "phase1.weights.h5", "phase1.json", "run.json"
 
 
 @dataclass(frozen=True)
@@ -20,20 +28,31 @@ class PhaseSchedule:
     fine_tune_learning_rate: float = 1e-4
     fine_tune_from: str = "conv5_block1_1_conv"  # first base layer to unfreeze in phase 2
     label_smoothing: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW-style) decay of kernels; 0 = the original Adamax
     lr_factor: float = 0.5  # ReduceLROnPlateau on val accuracy
     lr_patience: int = 3
     min_learning_rate: float = 1e-6
     early_stopping_patience: int = 0  # 0 = off; otherwise restores the best weights
 
 
-def compile_model(model: keras.Model, learning_rate: float, label_smoothing: float, jit_compile) -> None:
+@dataclass
+class TrainingOutcome:
+    """Where the continuous epoch axis ended and the metrics of its last epoch."""
+
+    epochs_completed: int = 0  # on the axis shared by both phases (early stopping may cut it)
+    phase1_epochs: int = 0
+    final_metrics: dict = field(default_factory=dict)
+
+
+def compile_model(model: keras.Model, learning_rate: float, schedule: PhaseSchedule, jit_compile=False) -> None:
     """Adamax as in the original recipe; sparse labels keep targets one int per image."""
-    model.compile(
-        optimizer=keras.optimizers.Adamax(learning_rate=learning_rate),
-        loss=_SmoothedSparseLoss(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-    )
+    optimizer = keras.optimizers.Adamax(learning_rate=learning_rate, weight_decay=schedule.weight_decay or None)
+    # Decay shrinks kernels only: pulling BatchNorm scales/offsets or biases towards 0 is not regularisation.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    smoothing = schedule.label_smoothing
+    model.compile(optimizer=optimizer,
+                  loss=_SmoothedSparseLoss(smoothing) if smoothing else "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=jit_compile)
 
 
 @keras.saving.register_keras_serializable(package="facerec")
@@ -53,19 +72,22 @@ class _SmoothedSparseLoss(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def balanced_class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:
+    """n / (classes × count): every identity contributes the same total weight to the loss."""
+    counts = np.bincount(targets, minlength=num_classes)
+    return {label: float(len(targets) / (num_classes * count)) if count else 0.0
+            for label, count in enumerate(counts)}
+
+
 def phase_callbacks(schedule: PhaseSchedule) -> list[keras.callbacks.Callback]:
     """Learning-rate reduction (the original's) and optional early stopping with best weights."""
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_accuracy", mode="max", factor=schedule.lr_factor,
-            patience=schedule.lr_patience, min_lr=schedule.min_learning_rate,
-        )
-    ]
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.ReduceLROnPlateau(
+        monitor="val_accuracy", mode="max", factor=schedule.lr_factor,
+        patience=schedule.lr_patience, min_lr=schedule.min_learning_rate)]
     if schedule.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=schedule.early_stopping_patience,
-            restore_best_weights=True,
-        ))
+            restore_best_weights=True))
     return callbacks
 
 
@@ -79,28 +101,102 @@ def unfreeze_top(model: keras.Model, first_layer_name: str) -> int:
     base.trainable = True
     start = names.index(first_layer_name)
     for position, layer in enumerate(base.layers):
-        # BatchNorm layers stay frozen: the base is called with training=False anyway, and
-        # frozen BN keeps the moving statistics ImageNet produced.
+        # BatchNorm stays frozen, so it keeps the statistics the base was trained with; a
+        # small face set would otherwise re-estimate (and wreck) them batch by batch.
         layer.trainable = position >= start and not isinstance(layer, keras.layers.BatchNormalization)
-    return sum(1 for layer in base.layers if layer.trainable)
+    return sum(1 for layer in base.layers if layer.trainable and layer.weights)
 
 
-def fit_phases(model, train_data, val_data, schedule: PhaseSchedule, extra_callbacks, *, jit_compile=False,
-               class_weight=None) -> list[keras.callbacks.History]:
-    """Run phase 1 and (if asked) phase 2 on one continuous epoch axis."""
-    compile_model(model, schedule.learning_rate, schedule.label_smoothing, jit_compile)
-    histories = [model.fit(train_data, validation_data=val_data, epochs=schedule.epochs,
-                           callbacks=phase_callbacks(schedule) + extra_callbacks,
-                           class_weight=class_weight, verbose=2)]
+class EpochAlignedLive(DVCLiveCallback):
+    """DVCLive logging whose step is the epoch on the run's axis, so phases and resumes join up."""
+
+    def on_train_begin(self, logs=None):
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:
+            # A killed run may have logged epochs its backup never saw; they are re-run now.
+            drop_rows_from(Path(self.live.plots_dir) / "metrics", epoch)
+            self._first_epoch = False
+        self.live.step = epoch
+
+    def on_train_end(self, logs=None):
+        """Leave live.end() to the caller: one Live spans both fit() calls."""
+
+
+def drop_rows_from(metrics_dir: Path, first_step: int) -> None:
+    """Delete DVCLive rows at or after `first_step` from every metrics .tsv under `metrics_dir`."""
+    for tsv in metrics_dir.rglob("*.tsv"):
+        with open(tsv, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        kept = [row for row in rows if int(row["step"]) < first_step]
+        if len(kept) < len(rows) and rows:
+            with open(tsv, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t")
+                writer.writeheader()
+                writer.writerows(kept)
+
+
+def open_backup(backup_dir: Path, run_id: dict) -> bool:
+    """Prepare `backup_dir` for this run; True when it holds state of the same run to resume."""
+    id_file = backup_dir / RUN_ID
+    if id_file.is_file() and json.loads(id_file.read_text(encoding="utf-8")) == run_id:
+        return any(path != id_file for path in backup_dir.iterdir())
+    # Another run's state (different params or data) must not leak into this one.
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    backup_dir.mkdir(parents=True)
+    id_file.write_text(json.dumps(run_id, indent=1, sort_keys=True), encoding="utf-8")
+    return False
+
+
+def _fit(model, train_data, val_data, *, first_epoch, last_epoch, callbacks, backup, class_weight):
+    """One fit() with its own BackupAndRestore; return (epochs completed on the axis, last logs)."""
+    # BackupAndRestore goes first: an epoch's backup exists before DVCLive logs it.
+    backup_callbacks = [keras.callbacks.BackupAndRestore(str(backup))] if backup else []
+    model._initial_epoch = None  # BackupAndRestore sets this private field and never clears it
+    history = model.fit(train_data, validation_data=val_data, initial_epoch=first_epoch, epochs=last_epoch,
+                        callbacks=backup_callbacks + callbacks, class_weight=class_weight, verbose=2,
+                        shuffle=False)  # the tf.data pipeline shuffles, seeded, itself
+    resumed_at = model._initial_epoch or first_epoch
+    model._initial_epoch = None
+    ended = history.epoch[-1] + 1 if history.epoch else resumed_at
+    return ended, {key: float(values[-1]) for key, values in history.history.items()}
+
+
+def fit_phases(model, train_data, val_data, schedule: PhaseSchedule, extra_callbacks, *, backup_dir=None,
+               jit_compile=False, class_weight=None) -> TrainingOutcome:
+    """Run phase 1 and (if asked) phase 2 on one continuous epoch axis, resuming from backups."""
+    backup_dir = Path(backup_dir) if backup_dir else None
+    done_file = backup_dir / PHASE1_DONE if backup_dir else None
+    outcome = TrainingOutcome()
+    if done_file and done_file.is_file():
+        # Phase 1 finished before the interruption: its weights and axis position are on disk.
+        model.load_weights(backup_dir / PHASE1_WEIGHTS)
+        saved = json.loads(done_file.read_text(encoding="utf-8"))
+        outcome.phase1_epochs, outcome.final_metrics = saved["epochs"], saved["metrics"]
+        log.info("Phase 1 already completed (%d epochs); resuming with phase 2", outcome.phase1_epochs)
+    else:
+        compile_model(model, schedule.learning_rate, schedule, jit_compile)
+        outcome.phase1_epochs, outcome.final_metrics = _fit(
+            model, train_data, val_data, first_epoch=0, last_epoch=schedule.epochs,
+            callbacks=phase_callbacks(schedule) + extra_callbacks,
+            backup=backup_dir / "phase1" if backup_dir else None, class_weight=class_weight)
+        if backup_dir and schedule.fine_tune_epochs > 0:
+            model.save_weights(backup_dir / PHASE1_WEIGHTS)
+            done_file.write_text(json.dumps({"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics}),
+                                 encoding="utf-8")  # written last: its presence means the weights are whole
+    outcome.epochs_completed = outcome.phase1_epochs
     if schedule.fine_tune_epochs > 0:
         unfrozen = unfreeze_top(model, schedule.fine_tune_from)
         log.info("Phase 2: fine-tuning %d base layers from %s at lr %g for %d epochs",
                  unfrozen, schedule.fine_tune_from, schedule.fine_tune_learning_rate, schedule.fine_tune_epochs)
-        # Changing `trainable` only takes effect after compiling again.
-        compile_model(model, schedule.fine_tune_learning_rate, schedule.label_smoothing, jit_compile)
-        histories.append(model.fit(
-            train_data, validation_data=val_data,
-            initial_epoch=schedule.epochs, epochs=schedule.epochs + schedule.fine_tune_epochs,
-            callbacks=phase_callbacks(schedule) + extra_callbacks, class_weight=class_weight, verbose=2,
-        ))
-    return histories
+        # Changing `trainable` only takes effect after compiling again; the lower rate keeps the
+        # pretrained filters close to where they were.
+        compile_model(model, schedule.fine_tune_learning_rate, schedule, jit_compile)
+        outcome.epochs_completed, metrics = _fit(
+            model, train_data, val_data, first_epoch=outcome.phase1_epochs,
+            last_epoch=outcome.phase1_epochs + schedule.fine_tune_epochs,
+            callbacks=phase_callbacks(schedule) + extra_callbacks,
+            backup=backup_dir / "phase2" if backup_dir else None, class_weight=class_weight)
+        outcome.final_metrics = metrics or outcome.final_metrics
+    return outcome

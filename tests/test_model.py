@@ -1,0 +1,141 @@
+"""Model-layer tests: shapes, what each phase may change, overfitting, recipes, save/reload."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+
+from facerec.model import AugmentConfig, ModelConfig, ResNetPreprocess, SymmetricShear, build_model
+from facerec.training import PhaseSchedule, compile_model, unfreeze_top
+from stages.train import model_config, schedule
+
+SIZE_PX = 32
+NO_AUGMENT = AugmentConfig(rotation_deg=0, shift_fraction=0, shear_fraction=0, zoom_fraction=0, horizontal_flip=False)
+# The original recipe, exactly as docs/training.md passes it to `dvc exp run -S`.
+ORIGINAL_OVERRIDES = {"fine_tune_epochs": 0, "label_smoothing": 0.0, "weight_decay": 0.0,
+                      "early_stopping_patience": 0}
+
+
+def tiny_model(num_classes=3, weights="none", **config) -> keras.Model:
+    """32 px ResNet50 classifier with a random (or file) base, built in a second or two."""
+    return build_model(ModelConfig(num_classes=num_classes, image_size_px=SIZE_PX, weights=weights, **config))
+
+
+def images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, SIZE_PX, SIZE_PX, 3)).astype("float32"), np.arange(count) % 3
+
+
+def eager_compile(model: keras.Model, learning_rate=1e-3, **schedule_fields) -> None:
+    """compile_model, then run Keras' own train_step eagerly: no 10-20 s graph trace per test."""
+    compile_model(model, learning_rate, PhaseSchedule(epochs=1, learning_rate=learning_rate, **schedule_fields))
+    model.run_eagerly = True
+
+
+def base_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: [w.numpy().copy() for w in layer.weights] for layer in model.get_layer("resnet50").layers}
+
+
+def test_output_is_one_probability_row_per_image():
+    model = tiny_model(num_classes=5)
+    batch, _ = images(2)
+    probabilities = model.predict(batch, verbose=0)
+    assert probabilities.shape == (2, 5), "one row per image, one column per identity"
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5), "rows are softmax distributions"
+
+
+def test_weights_file_is_loaded_and_frozen_base_survives_a_step(tmp_path):
+    weights_file = tmp_path / "x.weights.h5"
+    reference = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg",
+                                            input_shape=(SIZE_PX, SIZE_PX, 3))
+    reference.save_weights(weights_file)
+    model = tiny_model(weights=str(weights_file))
+    expected = [w.numpy() for w in reference.weights]
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(expected, model.get_layer("resnet50").weights)), \
+        "train.weights=<path> loads that file into the base"
+    head_before = model.get_layer("identity").get_weights()[0].copy()
+    eager_compile(model)
+    model.train_on_batch(*images(6))
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(expected, model.get_layer("resnet50").weights)), \
+        "phase 1 leaves every base weight (BatchNorm statistics too) untouched"
+    assert not np.array_equal(head_before, model.get_layer("identity").get_weights()[0]), "the head does learn"
+
+
+def test_phase2_changes_only_unfrozen_non_batchnorm_base_layers():
+    model = tiny_model()
+    unfreeze_top(model, "conv5_block3_1_conv")
+    eager_compile(model, learning_rate=1e-2)
+    before = base_weights(model)
+    model.train_on_batch(*images(6))
+    after = base_weights(model)
+    names = list(before)
+    start = names.index("conv5_block3_1_conv")
+    changed = {name for name in names if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name]))}
+    batchnorms = {layer.name for layer in model.get_layer("resnet50").layers
+                  if isinstance(layer, keras.layers.BatchNormalization)}
+    assert not changed & set(names[:start]), "layers before fine_tune_from stay frozen"
+    assert not changed & batchnorms, "BatchNorm weights and statistics stay as they were"
+    convs_after = {name for name in names[start:] if name.endswith("_conv")}
+    assert convs_after and convs_after <= changed, "every conv layer from fine_tune_from on is trained"
+
+
+def test_loss_falls_when_overfitting_a_handful_of_images():
+    model = tiny_model(augment=NO_AUGMENT, head_dropout=(0.0, 0.0))
+    eager_compile(model, learning_rate=1e-2)
+    batch, labels = images(6)
+    first = model.train_on_batch(batch, labels)[0]
+    for _ in range(7):
+        last = model.train_on_batch(batch, labels)[0]
+    assert last < 0.5 * first, f"the head can memorise 6 images (loss {first:.3f} → {last:.3f})"
+
+
+def _recipe(train_overrides: dict, model_overrides: dict | None = None) -> tuple[keras.Model, PhaseSchedule]:
+    params = copy.deepcopy(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))["train"])
+    params.update({**train_overrides, "weights": "none", "image_size": SIZE_PX})
+    params["model"].update(model_overrides or {})
+    model = build_model(model_config(params, 3))
+    compile_model(model, params["learning_rate"], schedule(params))
+    return model, schedule(params)
+
+
+@pytest.mark.parametrize("recipe", ["original", "default"])
+def test_recipes_build_the_intended_layers(recipe):
+    original = recipe == "original"
+    model, plan = (_recipe(ORIGINAL_OVERRIDES, {"head_dropout": [0.1, 0.4]}) if original else _recipe({}))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Sequential", "ResNetPreprocess", "Functional", "BatchNormalization",
+                     "Dropout", "Dense", "BatchNormalization", "Dropout", "Dense"], "augment → preprocess → base → head"
+    augmentation = [type(layer) for layer in model.get_layer("augmentation").layers]
+    assert augmentation == [keras.layers.RandomRotation, keras.layers.RandomTranslation, SymmetricShear,
+                            keras.layers.RandomZoom, keras.layers.RandomFlip], "the ImageDataGenerator family"
+    assert isinstance(model.layers[2], ResNetPreprocess) and not model.get_layer("resnet50").trainable
+    dense = model.layers[6]
+    assert (dense.units, dense.activation.__name__) == (1024, "elu"), "the original Dense 1024 elu"
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == ([0.1, 0.4] if original else [0.2, 0.5]), "dropout as the recipe says"
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.Adamax) and float(optimizer.learning_rate) == pytest.approx(1e-3)
+    assert (optimizer.weight_decay is None) == original, "weight decay only in the better recipe"
+    assert (plan.fine_tune_epochs == 0) == original and (plan.early_stopping_patience == 0) == original
+    assert plan.epochs == 60 and (plan.label_smoothing == 0) == original, "60 phase-1 epochs; smoothing 0.1"
+
+
+def test_saved_model_reloads_in_safe_mode_with_identical_predictions(tmp_path):
+    model = tiny_model()
+    eager_compile(model, label_smoothing=0.1, weight_decay=0.004)
+    batch, labels = images(6)
+    model.train_on_batch(batch, labels)  # moves BatchNorm statistics and the optimizer off their initial state
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert np.array_equal(model.predict(batch, verbose=0), reloaded.predict(batch, verbose=0)), \
+        "the saved model (augmentation and preprocessing inside) predicts exactly as the trained one"
+
+
+def test_model_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="head_dropuot"):
+        ModelConfig.from_params(3, {"head_dropuot": [0.1, 0.4]})

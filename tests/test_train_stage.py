@@ -1,0 +1,35 @@
+"""The train stage end to end on tiny data: outputs, DVCLive logs, and same seed → same weights."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+from train_project import make_project, read_steps, start_training
+
+import facerec.model
+import facerec.training  # noqa: F401 - registers the label-smoothing loss in the saved compile config
+
+
+@pytest.mark.slow
+def test_two_deterministic_runs_give_identical_weights_and_full_outputs(tmp_path, synthetic_root):
+    projects = [make_project(tmp_path / f"run{index}", synthetic_root, epochs=2, fine_tune_epochs=0,
+                             deterministic=True) for index in range(2)]
+    # Both at once: each is mostly single-threaded graph tracing, and CI has two cores.
+    processes = [start_training(project, synthetic_root, project / "train.log") for project in projects]
+    codes = [process.wait(timeout=300) for process in processes]
+    assert codes == [0, 0], (projects[0] / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
+    cards = [json.loads((project / "models/model_card.json").read_text(encoding="utf-8")) for project in projects]
+    assert cards[0]["weights_sha256"] == cards[1]["weights_sha256"], "same seed + op determinism → same weights"
+
+    project, card = projects[0], cards[0]
+    labels = json.loads((project / "models/labels.json").read_text(encoding="utf-8"))
+    assert labels == sorted(labels) and len(labels) == card["labels"] == 4, "labels.json lists every identity"
+    assert {"tensorflow", "keras", "dvc"} <= set(card["versions"]) and len(card["manifest_sha256"]) == 64
+    assert card["params"]["epochs"] == 2 and card["epochs_run"] == 2, "the card records params and epochs"
+    for metric in ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy", "train/learning_rate"):
+        assert read_steps(project, metric) == [0, 1], f"DVCLive logs {metric} every epoch"
+    model = keras.models.load_model(project / "models/model.keras", safe_mode=True)
+    assert model.output_shape == (None, 4), "the saved model loads safely and predicts 4 identities"
+    assert not (project / ".cache/train-backup").exists(), "a completed run removes its backups"

@@ -1,0 +1,125 @@
+"""Training-loop tests on a tiny stand-in base: phases, DVCLive axis, resume bookkeeping, weights."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from dvclive import Live
+
+from facerec.training import (
+    EpochAlignedLive,
+    PhaseSchedule,
+    balanced_class_weights,
+    compile_model,
+    drop_rows_from,
+    fit_phases,
+    open_backup,
+    unfreeze_top,
+)
+
+SCHEDULE = PhaseSchedule(epochs=2, learning_rate=1e-2, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
+                         fine_tune_from="conv5_block1_1_conv", label_smoothing=0.1, weight_decay=0.004)
+
+
+def stand_in_model() -> keras.Model:
+    """A few-hundred-weight network whose base is named like ResNet50's, so fit_phases runs in seconds."""
+    base_in = keras.Input((8, 8, 3))
+    hidden = keras.layers.Conv2D(4, 3, name="conv1_conv")(base_in)
+    hidden = keras.layers.BatchNormalization(name="conv1_bn")(hidden)
+    hidden = keras.layers.Conv2D(4, 3, name="conv5_block1_1_conv")(hidden)
+    base = keras.Model(base_in, keras.layers.GlobalAveragePooling2D()(hidden), name="resnet50")
+    base.trainable = False
+    inputs = keras.Input((8, 8, 3))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(base(inputs, training=False)))
+
+
+def data() -> tf.data.Dataset:
+    rng = np.random.default_rng(0)
+    return tf.data.Dataset.from_tensor_slices((rng.normal(size=(12, 8, 8, 3)).astype("float32"),
+                                               np.arange(12) % 3)).batch(4)
+
+
+def logged(live_dir, metric: str) -> pd.DataFrame:
+    return pd.read_csv(live_dir / "plots/metrics" / f"{metric}.tsv", sep="\t")
+
+
+def test_both_phases_log_loss_accuracy_and_learning_rate_on_one_axis(tmp_path):
+    live = Live(dir=str(tmp_path / "dvclive"), dvcyaml=None, save_dvc_exp=False)
+    outcome = fit_phases(stand_in_model(), data(), data(), SCHEDULE, [EpochAlignedLive(live=live)])
+    live.end()
+    for metric in ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy", "train/learning_rate"):
+        assert logged(tmp_path / "dvclive", metric)["step"].tolist() == [0, 1, 2, 3], f"{metric}: one row per epoch"
+    rates = logged(tmp_path / "dvclive", "train/learning_rate")["learning_rate"].tolist()
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3]), "phase 2 runs at fine_tune_learning_rate"
+    assert (outcome.phase1_epochs, outcome.epochs_completed) == (2, 4)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops the process's training at the start of `epoch`, like a crash after the previous one."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_phase2_resumes_at_its_next_epoch(tmp_path):
+    backup, live_dir = tmp_path / "backup", tmp_path / "dvclive"
+    assert not open_backup(backup, {"run": 1}), "a new run starts from scratch"
+    live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit_phases(stand_in_model(), data(), data(), SCHEDULE, [EpochAlignedLive(live=live), _Interrupt(3)], backup_dir=backup)
+    assert open_backup(backup, {"run": 1}), "the same run finds state to resume"
+    assert (backup / "phase1.json").is_file(), "phase 1 is marked complete"
+    resumed_live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=True)
+    epochs_run = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: ran.append(epoch))
+    ran: list[int] = []
+    outcome = fit_phases(stand_in_model(), data(), data(), SCHEDULE, [EpochAlignedLive(live=resumed_live), epochs_run],
+                         backup_dir=backup)
+    resumed_live.end()
+    assert ran == [3], "phase 1 is skipped and phase 2 continues after its last backed-up epoch"
+    assert outcome.phase1_epochs == 2 and outcome.epochs_completed == 4, "resumed run ends where a full one would"
+    assert logged(live_dir, "train/loss")["step"].tolist() == [0, 1, 2, 3], "the DVCLive axis is continuous"
+    assert not (backup / "phase2").exists(), "a finished fit deletes its backup"
+
+
+def test_backup_of_another_run_is_discarded(tmp_path):
+    open_backup(tmp_path / "backup", {"params": 1})
+    (tmp_path / "backup" / "phase1.json").write_text("{}", encoding="utf-8")
+    assert not open_backup(tmp_path / "backup", {"params": 2}), "changed params or data never resume old state"
+    assert json.loads((tmp_path / "backup/run.json").read_text(encoding="utf-8")) == {"params": 2}
+    assert not (tmp_path / "backup" / "phase1.json").exists()
+
+
+def test_rows_logged_after_the_backup_are_dropped(tmp_path):
+    tsv = tmp_path / "train" / "loss.tsv"
+    tsv.parent.mkdir()
+    tsv.write_text("timestamp\tstep\tloss\n1\t0\t0.9\n2\t1\t0.8\n3\t2\t0.7\n", encoding="utf-8")
+    drop_rows_from(tmp_path, 2)
+    assert pd.read_csv(tsv, sep="\t")["step"].tolist() == [0, 1], "epoch 2 is re-run, so its old row goes"
+
+
+def test_balanced_class_weights_equalise_identities():
+    weights = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+    assert weights == pytest.approx({0: 4 / 6, 1: 2.0}), "n / (classes × count)"
+
+
+def test_weight_decay_spares_batchnorm_and_biases():
+    model = stand_in_model()
+    unfreeze_top(model, "conv1_conv")
+    compile_model(model, 1e-3, SCHEDULE)
+    decayed = {variable.name for variable in model.trainable_variables if model.optimizer._use_weight_decay(variable)}
+    assert decayed == {"kernel"}, "only kernels shrink towards zero"
+
+
+def test_unknown_fine_tune_layer_names_the_key():
+    with pytest.raises(ValueError, match="train.fine_tune_from"):
+        unfreeze_top(stand_in_model(), "conv9_block1_1_conv")
