@@ -1,0 +1,195 @@
+"""Identify faces in image files with the trained model: top-k identities, or `unknown`.
+
+Shared with the evaluate stage: loading the saved model and running it over a split, so the
+stage and this CLI cannot disagree on preprocessing (it lives in the model and in
+facerec.data.decode_and_resize, exactly as in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+import facerec.model  # registers the custom layers safe_mode needs (imported for that alone)
+import facerec.training  # noqa: F401  registers the label-smoothing loss
+from facerec.data import decode_and_resize, make_dataset
+from facerec.open_set import SCORES, known_score, read_threshold
+
+log = logging.getLogger("facerec.predict")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}  # what tf.io.decode_image reads
+CHUNK_IMAGES = 256  # decoded images held in memory at once
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A loaded model, a view of it that also returns the logits, and its identity names."""
+
+    model: keras.Model
+    network: keras.Model  # built once: every new keras.Model retraces its predict function
+    labels: list[str]
+
+    @property
+    def image_size_px(self) -> int:
+        return self.model.input_shape[1]
+
+    def predict(self, inputs, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, logits); logits are the final Dense layer's output before its softmax."""
+        probabilities, features = self.network.predict(inputs, batch_size=batch_size, verbose=0)
+        kernel, bias = self.model.get_layer("identity").get_weights()
+        return probabilities, features.astype(np.float32) @ kernel + bias
+
+
+def load_classifier(model_path: Path) -> Classifier:
+    """The saved model (safe_mode=True) with the labels.json written next to it."""
+    labels = json.loads((Path(model_path).parent / "labels.json").read_text(encoding="utf-8"))
+    model = keras.models.load_model(model_path, safe_mode=True)
+    network = keras.Model(model.inputs, [model.output, model.get_layer("identity").input])
+    return Classifier(model, network, labels)
+
+
+def predict_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
+    """(probabilities, logits) for every row of a split manifest, in its order (never shuffled)."""
+    labels = classifier.labels
+    if frame.empty:
+        return np.zeros((0, len(labels)), np.float32), np.zeros((0, len(labels)), np.float32)
+    # make_dataset needs a known label per row; unknown-identity rows get a placeholder that is
+    # dropped below, so every split goes through the one input pipeline training used.
+    known = frame["identity"].isin(labels)
+    frame = frame.assign(identity=frame["identity"].where(known, labels[0]))
+    dataset = make_dataset(frame, raw_dir, labels, image_size_px=classifier.image_size_px, batch_size=batch_size,
+                           shuffle=False, seed=0)
+    return classifier.predict(dataset.map(lambda images, _: images))
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Files named explicitly, plus image files found recursively in named folders, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                                and not p.name.startswith(".")))
+        else:
+            found.append(path)
+    return found
+
+
+def decode_files(files: list[Path], image_size_px: int) -> tuple[list[Path], list[np.ndarray], list[tuple]]:
+    """Decode each file alone, so one bad file costs an error line instead of the whole batch."""
+    decoded_paths, images, errors = [], [], []
+    for path in files:
+        if not path.is_file():
+            errors.append((path, "not found" if not path.exists() else "not a file"))
+            continue
+        try:
+            images.append(decode_and_resize(tf.constant(str(path)), image_size_px).numpy())
+            decoded_paths.append(path)
+        except (tf.errors.OpError, ValueError) as error:
+            errors.append((path, f"not a readable JPEG/PNG/GIF/BMP/WebP image ({type(error).__name__})"))
+    return decoded_paths, images, errors
+
+
+def describe(path, probabilities, logits, labels, top_k, threshold, score_name) -> dict:
+    """One file's result: top-k identities and whether the best one clears the threshold."""
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    score = float(known_score(probabilities[None], logits[None], score_name)[0])
+    accepted = threshold is None or score >= threshold
+    return {"path": str(path), "prediction": labels[order[0]] if accepted else "unknown", "score": score,
+            "score_name": score_name, "threshold": threshold,
+            "top_k": [{"identity": labels[i], "probability": round(float(probabilities[i]), 5)} for i in order]}
+
+
+def format_line(result: dict) -> str:
+    """Human-readable one-line summary of a file's result."""
+    ranked = ", ".join(f"{item['identity']} {item['probability']:.3f}" for item in result["top_k"])
+    if result["prediction"] == "unknown":
+        return (f"{result['path']}\tunknown ({result['score_name']} {result['score']:.3f} < threshold "
+                f"{result['threshold']:.3f}); nearest: {ranked}")
+    return f"{result['path']}\t{ranked}"
+
+
+def resolve_threshold(args, model_path: Path) -> tuple[float | None, str]:
+    """Threshold and score from --threshold/--score, else from evaluate's threshold file."""
+    stored = read_threshold(args.threshold_file, model_path) if args.threshold is None else None
+    if stored is not None and args.score not in (None, stored["score"]):
+        # A threshold on probabilities means nothing for logits (and vice versa).
+        log.warning("%s holds a %s threshold, not %s; no rejection (pass --threshold)", args.threshold_file,
+                    stored["score"], args.score)
+        stored = None
+    if stored is not None:
+        return stored["threshold"], stored["score"]
+    threshold = args.threshold if args.threshold else None  # --threshold 0 turns rejection off
+    return threshold, args.score or "max_softmax"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m facerec.predict", description=__doc__.split("\n", 1)[0],
+        epilog="Exit status: 0 when at least one image was identified, 1 when none could be, 2 on bad "
+               "arguments. Unreadable or non-image files get an error line on stderr and are skipped.")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="image files (JPEG/PNG/GIF/BMP/WebP) or folders, searched recursively for images")
+    parser.add_argument("--model", type=Path, default=Path("models/model.keras"),
+                        help="saved model; labels.json must sit next to it (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=5, help="identities listed per image (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="report `unknown` when the image's score is below this; 0 turns rejection off. "
+                             "Default: the threshold the evaluate stage chose on validation data, read from "
+                             "--threshold-file if it was computed for this very model, else no rejection")
+    parser.add_argument("--threshold-file", type=Path, default=Path("metrics/open_set.json"),
+                        help="evaluate's open-set threshold file (default: %(default)s)")
+    parser.add_argument("--score", choices=SCORES, default=None,
+                        help="known-face score compared with the threshold: max_softmax = top probability, "
+                             "max_logit = top pre-softmax output. Default: the threshold file's, else max_softmax; "
+                             "a threshold file for another score is not applied")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of results instead of text lines")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.model.is_file():
+        print(f"error: no model at {args.model}; run `dvc repro train` or pass --model", file=sys.stderr)
+        return 1
+    classifier = load_classifier(args.model)
+    threshold, score_name = resolve_threshold(args, args.model)
+    results: list[dict] = []
+    files = collect_files(args.paths)
+    for start in range(0, len(files), CHUNK_IMAGES):
+        decoded, images, errors = decode_files(files[start:start + CHUNK_IMAGES], classifier.image_size_px)
+        results.extend({"path": str(path), "error": reason} for path, reason in errors)
+        if images:
+            probabilities, logits = classifier.predict(np.stack(images), batch_size=args.batch_size)
+            results.extend(describe(path, probabilities[row], logits[row], classifier.labels, args.top_k, threshold,
+                                    score_name) for row, path in enumerate(decoded))
+    for result in results:
+        if "error" in result:
+            print(f"{result['path']}\terror: {result['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
+    else:
+        for result in results:
+            if "error" not in result:
+                print(format_line(result))
+    if not files:
+        print("error: no image files found in the given paths", file=sys.stderr)
+    return 0 if any("error" not in result for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

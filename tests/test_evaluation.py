@@ -1,0 +1,181 @@
+"""Evaluate stage: metrics, figures, manifest order and agreement with training's val accuracy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from facerec.evaluation import (
+    accuracy,
+    plot_confusion,
+    summary_metrics,
+    top_k_accuracy,
+    wilson_interval,
+)
+
+IMAGE_PX = 32  # ResNet50's smallest input: keeps the tiny model fast on CPU
+SPLIT_SIZES = {"train": 6, "val": 3, "test": 3}  # images per known identity
+
+
+def _splits(raw_dir: Path) -> dict[str, pd.DataFrame]:
+    """Known identities split 6/3/3 in file order; the last identity is held out as unknown."""
+    folders = sorted(path for path in raw_dir.iterdir() if path.is_dir())
+    rows: dict[str, list] = {name: [] for name in [*SPLIT_SIZES, "unknown"]}
+    for position, folder in enumerate(folders):
+        identity = folder.name.removeprefix("pins_")
+        files = sorted(folder.iterdir())
+        if position == len(folders) - 1:
+            rows["unknown"] += [(str(f.relative_to(raw_dir)), identity) for f in files]
+            continue
+        start = 0
+        for name, count in SPLIT_SIZES.items():
+            rows[name] += [(str(f.relative_to(raw_dir)), identity) for f in files[start:start + count]]
+            start += count
+    return {name: pd.DataFrame(items, columns=["path", "identity"]) for name, items in rows.items()}
+
+
+def trained_project(tmp_path_factory, raw_dir: Path) -> Path:
+    """Once per session: split CSVs, a 1-epoch frozen-base model saved as train saves it, its history."""
+    project = tmp_path_factory.getbasetemp() / "evaluate_project"
+    if (project / "history.json").is_file():
+        return project
+    import keras
+
+    from facerec.data import make_dataset
+    from facerec.model import AugmentConfig, ModelConfig, build_model
+
+    splits = _splits(raw_dir)
+    (project / "splits").mkdir(parents=True)
+    for name, frame in splits.items():
+        frame.to_csv(project / "splits" / f"{name}.csv", index=False)
+    labels = sorted(splits["train"]["identity"].unique())
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig(num_classes=len(labels), image_size_px=IMAGE_PX, weights="none",
+                                    head_units=16, augment=AugmentConfig()), seed=0)
+    model.compile(optimizer=keras.optimizers.Adamax(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    data = {name: make_dataset(splits[name], raw_dir, labels, image_size_px=IMAGE_PX, batch_size=8,
+                               shuffle=name == "train", seed=0) for name in ("train", "val")}
+    history = model.fit(data["train"], validation_data=data["val"], epochs=1, verbose=0)
+    (project / "models").mkdir()
+    model.save(project / "models" / "model.keras")
+    (project / "models" / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+    # Written last: its presence means the project is complete.
+    (project / "history.json").write_text(json.dumps(history.history), encoding="utf-8")
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, synthetic_root) -> Path:
+    return trained_project(tmp_path_factory, synthetic_root)
+
+
+@pytest.fixture(scope="module")
+def classifier(project):
+    from facerec.predict import load_classifier
+
+    return load_classifier(project / "models" / "model.keras")
+
+
+def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, unknown: bool) -> dict:
+    """Run the stage's main() as dvc would, in a scratch working directory; return eval.json."""
+    from stages import evaluate
+
+    out_dir.mkdir()
+    params = {"base": {"seed": 0}, "evaluate": {"top_k": 2, "batch_size": 8, "known_acceptance_rate": 0.9,
+                                                "open_set_score": "max_softmax", "grid_images": 6}}
+    (out_dir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    monkeypatch.chdir(out_dir)
+    splits = project / "splits"
+    monkeypatch.setattr(sys, "argv", [
+        "evaluate", "--raw-dir", str(raw_dir), "--test", str(splits / "test.csv"), "--val", str(splits / "val.csv"),
+        "--unknown", str(splits / ("unknown.csv" if unknown else "absent.csv")),
+        "--model-dir", str(project / "models"), "--metrics", "metrics/eval.json",
+        "--threshold-out", "metrics/open_set.json", "--plots-dir", "plots/eval"])
+    evaluate.main()
+    return json.loads((out_dir / "metrics/eval.json").read_text(encoding="utf-8"))
+
+
+def test_wilson_interval_and_top_k():
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4), "textbook Wilson CI"
+    assert wilson_interval(0, 0) == (0.0, 1.0), "no test images: no information"
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    truth = np.array([1, 2, 2])
+    assert top_k_accuracy(truth, probabilities, 2) == pytest.approx(2 / 3), "true class within the top 2"
+    assert accuracy(truth, probabilities) == pytest.approx(1 / 3), "only the second row's argmax is right"
+
+
+def test_summary_names_what_it_was_measured_on():
+    probabilities = np.eye(4)[[0, 1, 2, 2]] * 0.9 + 0.025
+    metrics = summary_metrics(np.array([0, 1, 2, 3]), probabilities, ["a", "b", "c", "d"], top_k=5)
+    assert metrics["accuracy"] == 0.75 and metrics["n_test"] == 4, "3 of 4 right"
+    assert metrics["n_test_identities"] == 4 and metrics["n_classes"] == 4, "counts of identities reported"
+    assert {"top5_accuracy", "macro_f1", "weighted_f1", "loss", "accuracy_ci95"} <= set(metrics), "issue 6 keys"
+
+
+def test_confusion_heatmap_fits_105_identities(tmp_path):
+    labels = [f"Identity Number {index:03d}" for index in range(105)]
+    truth = np.repeat(np.arange(105), 3)
+    plot_confusion(truth, np.roll(truth, 1), labels, tmp_path / "confusion.png")
+    from PIL import Image
+
+    with Image.open(tmp_path / "confusion.png") as image:
+        # ≥ 20 px per identity row leaves room for a 7 pt name on every row at 150 dpi.
+        assert image.height >= 105 * 20, f"{image.size} is too small for 105 legible rows"
+
+
+def test_val_accuracy_equals_training_final_val_accuracy(project, classifier, synthetic_root):
+    from facerec.data import label_ids, load_split
+    from facerec.predict import predict_frame
+
+    val = load_split(project / "splits" / "val.csv")
+    probabilities, _ = predict_frame(classifier, val, synthetic_root, batch_size=8)
+    trained = json.loads((project / "history.json").read_text(encoding="utf-8"))["val_accuracy"][-1]
+    measured = accuracy(label_ids(val["identity"], classifier.labels), probabilities)
+    assert measured == pytest.approx(trained, abs=1e-6), "evaluate and training disagree on the same weights"
+
+
+def test_predictions_stay_aligned_with_manifest_rows(project, classifier, synthetic_root):
+    import tensorflow as tf
+
+    from facerec.data import decode_and_resize, load_split
+    from facerec.predict import predict_frame
+
+    test = load_split(project / "splits" / "test.csv")
+    batched, _ = predict_frame(classifier, test, synthetic_root, batch_size=4)
+    one_by_one = classifier.model.predict(np.stack([decode_and_resize(tf.constant(str(synthetic_root / path)), IMAGE_PX)
+                                         for path in test["path"]]), verbose=0)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5, err_msg="row i must be the prediction for test.csv row i")
+    reversed_rows, _ = predict_frame(classifier, test.iloc[::-1], synthetic_root, batch_size=4)
+    np.testing.assert_allclose(reversed_rows[::-1], batched, atol=1e-5, err_msg="order follows the manifest given")
+
+
+def test_stage_with_unknown_identities(project, synthetic_root, tmp_path, monkeypatch):
+    metrics = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=True)
+    trained = json.loads((project / "history.json").read_text(encoding="utf-8"))["val_accuracy"][-1]
+    assert metrics["val_accuracy"] == pytest.approx(trained, abs=1e-6), "eval.json's val accuracy equals training's"
+    assert metrics["n_test"] == 9 and metrics["n_classes"] == 3 and "top2_accuracy" in metrics, "top-k from params"
+    open_set = metrics["open_set"]
+    assert open_set["n_unknown"] == 12 and open_set["n_unknown_identities"] == 1, "the held-out identity was scored"
+    assert 0 <= open_set["false_accept_rate"] <= 1 and open_set["auroc"] is not None, "rejection measured"
+    assert open_set["val_known_acceptance"] >= 0.9, "threshold accepts at least the target share of val images"
+    record = json.loads((tmp_path / "run/metrics/open_set.json").read_text(encoding="utf-8"))
+    assert record["threshold"] == open_set["threshold"] and len(record["model_sha256"]) == 64, "threshold for predict"
+    for name in ("confusion.png", "misclassified.png", "predictions.png", "open_set_scores.png",
+                 "confusion.csv", "per_identity.csv", "most_confused.csv"):
+        assert (tmp_path / "run/plots/eval" / name).stat().st_size > 0, f"{name} written"
+
+
+def test_stage_without_unknown_split(project, synthetic_root, tmp_path, monkeypatch):
+    metrics = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=False)
+    open_set = metrics["open_set"]
+    assert "false_accept_rate" not in open_set and "auroc" not in open_set, "no unknowns, no false-accept rate"
+    assert open_set["false_reject_rate"] is not None, "the threshold is still chosen and checked on known test images"
+    assert (tmp_path / "run/plots/eval/open_set_scores.png").is_file(), "the declared figure exists either way"

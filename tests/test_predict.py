@@ -1,0 +1,114 @@
+"""Predict CLI on images the test writes: top-k, folders, bad files, thresholds and exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_evaluation import trained_project
+
+from facerec.open_set import model_digest
+from facerec.predict import main
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, synthetic_root) -> Path:
+    return trained_project(tmp_path_factory, synthetic_root)
+
+
+@pytest.fixture(scope="module")
+def classifier(project):
+    from facerec.predict import load_classifier
+
+    return load_classifier(project / "models/model.keras")
+
+
+@pytest.fixture()
+def loaded_once(classifier, monkeypatch):
+    """Skip main()'s model loading (seconds each); test_folder_recursively… covers the real one."""
+    monkeypatch.setattr("facerec.predict.load_classifier", lambda path: classifier)
+    return classifier
+
+
+@pytest.fixture()
+def images(project, synthetic_root, tmp_path) -> Path:
+    """A folder tree with three test images (one nested, one PNG), a corrupt .jpg and a notes file."""
+    from PIL import Image
+
+    test_paths = [line.split(",")[0] for line in (project / "splits/test.csv").read_text().splitlines()[1:4]]
+    (tmp_path / "photos/nested").mkdir(parents=True)
+    shutil.copy(synthetic_root / test_paths[0], tmp_path / "photos/a.jpg")
+    shutil.copy(synthetic_root / test_paths[1], tmp_path / "photos/nested/b.jpg")
+    with Image.open(synthetic_root / test_paths[2]) as image:
+        image.save(tmp_path / "photos/nested/c.png")
+    (tmp_path / "photos/broken.jpg").write_bytes(b"not really a jpeg")
+    (tmp_path / "photos/notes.txt").write_text("skipped inside folders", encoding="utf-8")
+    return tmp_path / "photos"
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_folder_recursively_with_a_bad_file(project, images, capsys, tmp_path):
+    status, out, err = run(capsys, images, "--model", project / "models/model.keras", "--top-k", "2",
+                           "--threshold-file", tmp_path / "absent.json")
+    lines = out.strip().splitlines()
+    assert status == 0, "images were identified, so the run succeeds despite the broken file"
+    assert len(lines) == 3 and any("nested/c.png" in line for line in lines), "nested images, JPEG and PNG"
+    assert all(line.count(",") == 1 for line in lines), "two identities listed per image (--top-k 2)"
+    assert "broken.jpg" in err and "error" in err, "the corrupt file gets its own error line"
+    assert "notes.txt" not in out + err, "non-image files inside folders are not attempted"
+
+
+def test_json_matches_evaluate_probabilities(project, images, synthetic_root, capsys, tmp_path, loaded_once):
+    from facerec.data import load_split
+    from facerec.predict import predict_frame
+
+    status, out, _ = run(capsys, images / "a.jpg", "--model", project / "models/model.keras", "--json",
+                         "--top-k", "3", "--threshold-file", tmp_path / "absent.json")
+    result = json.loads(out)[0]
+    classifier = loaded_once
+    expected, _ = predict_frame(classifier, load_split(project / "splits/test.csv").head(1), synthetic_root, 8)
+    got = {item["identity"]: item["probability"] for item in result["top_k"]}
+    want = {name: round(float(p), 5) for name, p in zip(classifier.labels, expected[0], strict=True)}
+    assert status == 0 and got == pytest.approx(want, abs=1e-4), "CLI preprocesses exactly like evaluate/training"
+    assert result["prediction"] == classifier.labels[int(np.argmax(expected[0]))], "no threshold: the top identity"
+
+
+def test_threshold_file_applies_only_to_its_model(project, images, capsys, tmp_path, loaded_once):
+    model = project / "models/model.keras"
+    record = {"score": "max_softmax", "threshold": 1.5, "model_sha256": model_digest(model)}
+    (tmp_path / "open_set.json").write_text(json.dumps(record), encoding="utf-8")
+    status, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
+    assert status == 0 and "\tunknown (" in out, "a probability can never reach 1.5: the face is unknown"
+    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json",
+                    "--score", "max_logit")
+    assert "unknown" not in out, "a probability threshold is never compared with logits"
+    (tmp_path / "open_set.json").write_text(json.dumps(record | {"model_sha256": "0" * 64}), encoding="utf-8")
+    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
+    assert "unknown" not in out, "a threshold chosen for other weights is ignored"
+    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold", "0",
+                    "--threshold-file", tmp_path / "open_set.json")
+    assert "unknown" not in out, "--threshold 0 turns rejection off"
+
+
+def test_nothing_predictable_exits_non_zero(project, images, capsys, loaded_once):
+    status, out, err = run(capsys, images / "broken.jpg", images / "notes.txt", images / "missing.jpg",
+                           "--model", project / "models/model.keras")
+    assert status == 1 and not out.strip(), "no image could be identified"
+    assert err.count("error:") == 3 and "not found" in err, "one error line per file, saying why"
+
+
+def test_help_explains_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0, "--help exits cleanly"
+    for option in ("--model", "--top-k", "--threshold", "--json", "Exit status", "unknown"):
+        assert option in text, f"--help mentions {option}"
