@@ -11,7 +11,7 @@ import pandas as pd
 
 from facerec.analysis import counts_per_identity, data_metrics, plot_counts, plot_image_sizes, plot_samples
 from facerec.atomic import write_csv, write_json
-from facerec.data import load_split
+from facerec.manifests import load_split
 from facerec.stage_runner import run_stage
 
 log = logging.getLogger("facerec.analyze")
