@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "facerec", "stages"]
 TINY_PARAMS = {
-    "download": {"source": "synthetic", "synthetic": {"identities": 4, "images_per_identity": 16,
+    "download": {"source": "synthetic", "synthetic": {"identities": 5, "images_per_identity": 16,
                                                       "image_size_px": 48}},
-    "split": {"min_images_per_identity": 3},
+    "split": {"min_images_per_identity": 3, "unknown_identities": 1},
     "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "weights": "none", "batch_size": 16},
 }
 
@@ -66,10 +66,15 @@ def test_declared_metrics_exist_with_expected_keys(repo):
     evaluation = json.loads((repo / "metrics/eval.json").read_text(encoding="utf-8"))
     assert {"accuracy", "n_test", "n_classes"} <= set(evaluation), "eval.json carries the contract keys"
     assert evaluation["n_classes"] == 4 and evaluation["n_test"] > 0, "measured on the tiny synthetic set"
+    open_set = evaluation["open_set"]
+    assert open_set["n_unknown_identities"] == 1 and 0 < open_set["n_unknown"] <= 16, "the held-out identity was scored"
+    assert 0.0 <= open_set["auroc"] <= 1.0, "unknown-face rejection measured"
+    threshold = json.loads((repo / "metrics/open_set.json").read_text(encoding="utf-8"))
+    assert threshold["threshold"] == open_set["threshold"], "predict reads the threshold evaluate chose"
     data = json.loads((repo / "metrics/data.json").read_text(encoding="utf-8"))
     assert data["train"]["identities"] == 4, "analyze counted the identities"
     download = json.loads((repo / "metrics/download.json").read_text(encoding="utf-8"))
-    assert download["ok"] == 64, "download verified every drawn image"
+    assert download["ok"] == 80, "download verified every drawn image"
     live = json.loads((repo / "dvclive/metrics.json").read_text(encoding="utf-8"))
     assert "train" in live and "eval" in live, "DVCLive logged train and validation metrics"
     assert (repo / "models/model.keras").is_file() and (repo / "models/labels.json").is_file(), "model saved"
