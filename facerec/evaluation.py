@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -96,8 +97,10 @@ def plot_confusion(true_ids: np.ndarray, predicted: np.ndarray, labels: list[str
     axes.set_xlabel("predicted identity", fontsize=12)
     axes.set_ylabel("true identity", fontsize=12)
     accuracy = float(np.mean(true_ids == predicted)) if len(true_ids) else 0.0
-    axes.set_title(f"Confusion matrix, rows normalised: accuracy {100 * accuracy:.1f} % on {len(true_ids)} test "
-                   f"images of {len(set(true_ids.tolist()))} identities", fontsize=14)
+    title = (f"Confusion matrix, rows normalised: accuracy {100 * accuracy:.1f} % on {len(true_ids)} test "
+             f"images of {len(set(true_ids.tolist()))} identities")
+    # About 9 characters per inch at 14 pt: wrap so small matrices do not clip their own title.
+    axes.set_title(textwrap.fill(title, width=int(9 * side)), fontsize=14)
     figure.tight_layout()
     figure.savefig(path, dpi=150 if many else 100)
 

@@ -81,6 +81,7 @@ def plot_open_set(known: np.ndarray, unknown: np.ndarray | None, threshold: floa
         roc.set_xlabel("false-accept rate (unknown images accepted)")
         roc.set_ylabel("known test images accepted")
         roc.legend(fontsize=8, loc="lower right")
-    figure.suptitle(title, fontsize=10)
+    # The title states what was measured on, so it is long: wrap it to the figure's width.
+    figure.suptitle(textwrap.fill(title, width=80 * panels), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
