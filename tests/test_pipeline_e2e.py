@@ -95,10 +95,18 @@ def test_second_repro_changes_nothing(repo):
     assert "Running stage" not in output, "no stage may rerun when nothing changed"
 
 
+# The README's original-recipe overrides, as DVC parses them from the command line.
+ORIGINAL_RECIPE = ["-S", "train.fine_tune_epochs=0", "-S", "train.label_smoothing=0", "-S", "train.weight_decay=0",
+                   "-S", "train.early_stopping_patience=0", "-S", "train.model.head_dropout=[0.1,0.4]"]
+
+
 def test_experiment_with_other_epochs_shows_in_metrics_diff(repo):
-    _sh(repo, "dvc", "exp", "run", "-S", "train.epochs=2")
+    _sh(repo, "dvc", "exp", "run", "-S", "train.epochs=2", *ORIGINAL_RECIPE)
     diff = json.loads(_sh(repo, "dvc", "metrics", "diff", "--json"))
     changed = {path for path, values in diff.items() if values}
     assert "dvclive/metrics.json" in changed, f"training metrics must differ after 2 epochs: {diff}"
     live = json.loads((repo / "dvclive/metrics.json").read_text(encoding="utf-8"))
     assert live["step"] == 1, "the experiment trained 2 epochs (steps 0 and 1)"
+    trained_with = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))["params"]
+    assert trained_with["model"]["head_dropout"] == [0.1, 0.4], "the list override reached the model"
+    assert trained_with["label_smoothing"] == 0 and trained_with["weight_decay"] == 0, "original recipe applied"
