@@ -1,8 +1,10 @@
 """Benchmark: wall time of `dvc repro analyze` from an empty cache on the Pins mirror, then of no-op runs.
 
-Each cold run copies the pipeline (dvc.yaml, params.yaml, facerec/, stages/, pyproject.toml) into
-a fresh temporary git + DVC project whose download.source is the mirror, and times every output
-line, so the log shows where each stage starts and how long DVC spends caching outputs after it.
+Each cold run copies the pipeline (dvc.yaml, params.yaml, facerec/, stages/, pyproject.toml) and the
+project's DVC settings (.dvc/config: cache.type) into a fresh temporary git + DVC project whose
+download.source is the mirror, and times every output line, so the log shows where each stage
+starts and how long DVC spends caching outputs after it. It records the cache type in effect and
+how many files of data/raw are hard-linked to the cache.
 """
 
 from __future__ import annotations
@@ -38,11 +40,23 @@ def make_project(target: Path, mirror: Path, env: dict) -> None:
     if not replaced:
         raise SystemExit("params.yaml has no download.source line to point at the mirror")
     params.write_text(text, encoding="utf-8")
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
-                    [sys.executable, "-m", "dvc", "config", "core.analytics", "false"],
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=target, env=env, check=True, capture_output=True)
+    # The project's own DVC settings (cache.type = hardlink,copy), as users get them with a clone.
+    shutil.copy2(REPO_ROOT / ".dvc" / "config", target / ".dvc" / "config")
+    for command in ([sys.executable, "-m", "dvc", "config", "core.analytics", "false"],
                     ["git", "add", "-A"],
                     ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
         subprocess.run(command, cwd=target, env=env, check=True, capture_output=True)
+
+
+def cache_links(project: Path, env: dict) -> dict:
+    """The cache type DVC reads in the project; how many data/raw files share an inode with the cache."""
+    configured = subprocess.run([sys.executable, "-m", "dvc", "config", "cache.type"], cwd=project, env=env,
+                                check=False, capture_output=True, text=True).stdout.strip()
+    files = [path for path in (project / "data" / "raw").rglob("*") if path.is_file()]
+    return {"cache_type": configured or "(default: reflink,copy)", "raw_files": len(files),
+            "raw_files_hardlinked": sum(path.stat().st_nlink > 1 for path in files)}
 
 
 def timed_run(command: list[str], cwd: Path, env: dict) -> tuple[float, list[tuple[float, str]]]:
@@ -87,7 +101,7 @@ def main() -> None:
             make_project(project, args.mirror, env)
             wall, lines = timed_run([*dvc, "repro", "analyze"], project, env)
             result["cold"].append({"wall_s": round(wall, 1), "stages_s": stage_seconds(wall, lines),
-                                   "load_average": load_average()})
+                                   "load_average": load_average(), **cache_links(project, env)})
             print(json.dumps(result["cold"][-1]), file=sys.stderr)
             if run < args.cold_runs - 1:
                 shutil.rmtree(project)

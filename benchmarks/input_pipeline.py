@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--e2e-steps", type=int, default=25)
     parser.add_argument("--e2e-repeats", type=int, default=5, help="interleaved: the shared CPU's speed drifts")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--run-epochs", type=int, default=60,
+                        help="epochs of the training run the ratios average over")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keras.utils.set_random_seed(42)
@@ -152,6 +154,14 @@ def main() -> None:
         "a_decode/b": round(best_first_epoch / medians["b_original_generator"], 1),
         "a_decode/c": round(best_first_epoch / medians["c_ceiling_decode_resize"], 2),
     }
+    # A training run: 1 decoding epoch, then cached ones (images/s averaged over the run's time).
+    epochs = args.run_epochs
+    for cache in ("memory", "disk"):
+        first, later = medians[f"a_ours_{cache}_epoch1_decode"], medians[f"a_ours_{cache}_epoch2_cached"]
+        average = epochs / (1 / first + (epochs - 1) / later)
+        result["ratios"][f"a_{cache}_{epochs}_epochs_img_per_s"] = round(average)
+        result["ratios"][f"a_{cache}_{epochs}_epochs/b"] = round(average / medians["b_original_generator"], 1)
+        result["ratios"][f"a_{cache}_{epochs}_epochs/c"] = round(average / medians["c_ceiling_decode_resize"], 2)
     result["load_average_after"] = load_average()
     print(json.dumps(result, indent=1))
 
