@@ -62,7 +62,7 @@ def trained_project(tmp_path_factory, raw_dir: Path) -> Path:
                   metrics=["accuracy"])
     data = {name: make_dataset(splits[name], raw_dir, labels, image_size_px=IMAGE_PX, batch_size=8,
                                shuffle=name == "train", seed=0) for name in ("train", "val")}
-    history = model.fit(data["train"], validation_data=data["val"], epochs=1, verbose=0)
+    history = model.fit(data["train"], validation_data=data["val"], epochs=1, verbose=0, shuffle=False)
     (project / "models").mkdir()
     model.save(project / "models" / "model.keras")
     (project / "models" / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
