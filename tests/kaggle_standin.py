@@ -93,7 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
             data = b"not a zip " * (len(data) // 10)
         asked = self.headers.get("Range")  # the client only sends "bytes=<first>-"
         first = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
-        state.seen.append({"name": "archive", "range": asked, "start": first})
+        # This reply's own record: with a threaded server, seen[-1] may already be the next request's
+        # (the client abandons the un-ranged reply and asks again while this thread still writes).
+        call = {"name": "archive", "range": asked, "start": first}
+        state.seen.append(call)
         self.send_response(206 if first else 200)
         self.send_header("Content-Type", "application/zip")
         self.send_header("Content-Length", str(len(data) - first))
@@ -107,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         if state.cut_times > 0 and state.cut_after_bytes is not None:
             state.cut_times -= 1
             body = body[: state.cut_after_bytes]  # HTTP/1.0: closing now leaves the body short
-        state.seen[-1]["sent"] = len(body)
+        call["sent"] = len(body)
         # The client abandons the un-ranged reply when it resumes; that is not an error here.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
