@@ -25,7 +25,8 @@ log = logging.getLogger("benchmarks.train_memory")
 
 def child(args: argparse.Namespace) -> None:
     """The measured process: the stage's dataset, model and fit(), nothing else."""
-    from facerec.data import load_split, make_dataset
+    from facerec.data import make_dataset
+    from facerec.manifests import load_split
     from facerec.model import ModelConfig, build_model
     from facerec.training import PhaseSchedule, compile_model
 

@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from facerec.manifests import load_split  # noqa: F401  (re-exported for the stages)
-
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
 SHUFFLE_BUFFER_IMAGES = 2048
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import vl_convert
 
+from facerec.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 # Pixels per name on an axis of identities: room for a 10 px label, so 105 names stay legible.
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                               for rev in entry.get("revisions", []))  # `diff A` also shows the workspace
         heading = "DVC plots: " + (" vs ".join(shown) or "none")
         page = page_html(report.get("data", {}), report.get("errors", []), heading, svg_dir)
-    args.out.write_text(page, encoding="utf-8")
+    with atomic_path(args.out) as temp_path:
+        temp_path.write_text(page, encoding="utf-8")
     log.info("wrote %s: %d plots, %.1f MB, %.1f s", args.out, len(report.get("data", {})),
              len(page.encode()) / 1e6, time.monotonic() - started)
 

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 from dvclive.keras import DVCLiveCallback
 
+from facerec.atomic import atomic_path, write_json
+
 log = logging.getLogger(__name__)
 
 PHASE1_WEIGHTS, PHASE1_DONE, RUN_ID = "phase1.weights.h5", "phase1.json", "run.json"
@@ -131,7 +133,7 @@ def drop_rows_from(metrics_dir: Path, first_step: int) -> None:
             rows = list(csv.DictReader(handle, delimiter="\t"))
         kept = [row for row in rows if int(row["step"]) < first_step]
         if len(kept) < len(rows) and rows:
-            with open(tsv, "w", encoding="utf-8", newline="") as handle:
+            with atomic_path(tsv) as temp_path, open(temp_path, "w", encoding="utf-8", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t")
                 writer.writeheader()
                 writer.writerows(kept)
@@ -145,7 +147,7 @@ def open_backup(backup_dir: Path, run_id: dict) -> bool:
     # Another run's state (different params or data) must not leak into this one.
     shutil.rmtree(backup_dir, ignore_errors=True)
     backup_dir.mkdir(parents=True)
-    id_file.write_text(json.dumps(run_id, indent=1, sort_keys=True), encoding="utf-8")
+    write_json(id_file, run_id)
     return False
 
 
@@ -183,8 +185,8 @@ def fit_phases(model, train_data, val_data, schedule: PhaseSchedule, extra_callb
             backup=backup_dir / "phase1" if backup_dir else None, class_weight=class_weight)
         if backup_dir and schedule.fine_tune_epochs > 0:
             model.save_weights(backup_dir / PHASE1_WEIGHTS)
-            done_file.write_text(json.dumps({"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics}),
-                                 encoding="utf-8")  # written last: its presence means the weights are whole
+            # Written last: its presence means the weights are whole.
+            write_json(done_file, {"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics})
     outcome.epochs_completed = outcome.phase1_epochs
     if schedule.fine_tune_epochs > 0:
         unfrozen = unfreeze_top(model, schedule.fine_tune_from)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from facerec.atomic import write_csv, write_json
-from facerec.data import label_ids, load_split
+from facerec.data import label_ids
 from facerec.evaluation import (
     accuracy,
     misclassified,
@@ -21,6 +21,7 @@ from facerec.evaluation import (
     summary_metrics,
 )
 from facerec.figures import image_grid, plot_open_set
+from facerec.manifests import load_split
 from facerec.open_set import SCORES, known_score, model_digest, summarise
 from facerec.params import load_params, require_choice, require_range
 from facerec.predict import load_classifier, predict_frame
@@ -85,11 +86,11 @@ def open_set_report(frames, outputs, args, params) -> dict:
     return summary
 
 
-def write_figures(frames, true_ids, probabilities, labels, metrics, args, params, seed) -> None:
+def write_figures(frames, true_ids, probabilities, predicted, labels, metrics, args, params, seed) -> None:
     """Confusion heatmap and the two image grids, each title naming what it was measured on."""
     rows = prediction_rows(frames["test"], true_ids, probabilities, labels)
     on_what = f"{metrics['n_test']} test images of {metrics['n_test_identities']} identities"
-    plot_confusion(true_ids, probabilities.argmax(axis=1), labels, args.plots_dir / "confusion.png")
+    plot_confusion(true_ids, predicted, labels, args.plots_dir / "confusion.png")
     wrong = misclassified(rows, params["grid_images"])
     image_grid(wrong, args.raw_dir, args.plots_dir / "misclassified.png",
                f"Most confident mistakes: {len(wrong)} shown of {int((rows['true'] != rows['predicted']).sum())} "
@@ -126,7 +127,7 @@ def main() -> None:
         {"actual": [labels[i] for i in true_ids], "predicted": [labels[i] for i in predicted]}))
     write_csv(args.plots_dir / "per_identity.csv", per_identity_table(true_ids, predicted, labels))
     write_csv(args.plots_dir / "most_confused.csv", most_confused_pairs(true_ids, predicted, labels))
-    write_figures(frames, true_ids, probabilities, labels, metrics, args, params, seed)
+    write_figures(frames, true_ids, probabilities, predicted, labels, metrics, args, params, seed)
     low, high = metrics["accuracy_ci95"]
     log.info("Test accuracy %.2f %% (95 %% CI %.2f–%.2f %%), top-%d %.2f %%, macro F1 %.3f on %d images of %d "
              "identities; chance %.2f %%", 100 * metrics["accuracy"], 100 * low, 100 * high, params["top_k"],

@@ -16,8 +16,9 @@ import keras
 import numpy as np
 from dvclive import Live
 
-from facerec.atomic import write_json
-from facerec.data import label_ids, load_split, make_dataset
+from facerec.atomic import atomic_dir, write_json
+from facerec.data import label_ids, make_dataset
+from facerec.manifests import load_split
 from facerec.model import ModelConfig, build_model
 from facerec.params import load_params, require_choice, require_range
 from facerec.runtime import (
@@ -175,14 +176,11 @@ def save_model(model, labels, card, model_dir: Path) -> None:
 
     card = {**card, "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                                  "keras": keras.__version__, "dvc": dvc.__version__}}
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".models-", dir=model_dir.parent))
-    model.save(staging / "model.keras")
-    (staging / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    write_json(staging / "model_card.json", card)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(staging, model_dir)
+    with atomic_dir(model_dir) as staging:
+        model.save(staging / "model.keras")
+        (staging / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n",
+                                             encoding="utf-8")
+        write_json(staging / "model_card.json", card)
     log.info("Saved %s (%d identities); final %s", model_dir, len(labels), card["final_epoch_metrics"])
 
 

@@ -132,7 +132,8 @@ def test_confusion_heatmap_fits_105_identities(tmp_path):
 
 
 def test_val_accuracy_equals_training_final_val_accuracy(project, classifier, synthetic_root):
-    from facerec.data import label_ids, load_split
+    from facerec.data import label_ids
+    from facerec.manifests import load_split
     from facerec.predict import predict_frame
 
     val = load_split(project / "splits" / "val.csv")
@@ -145,7 +146,8 @@ def test_val_accuracy_equals_training_final_val_accuracy(project, classifier, sy
 def test_predictions_stay_aligned_with_manifest_rows(project, classifier, synthetic_root):
     import tensorflow as tf
 
-    from facerec.data import decode_and_resize, load_split
+    from facerec.data import decode_and_resize
+    from facerec.manifests import load_split
     from facerec.predict import predict_frame
 
     test = load_split(project / "splits" / "test.csv")

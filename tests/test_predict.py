@@ -67,7 +67,7 @@ def test_folder_recursively_with_a_bad_file(project, images, capsys, tmp_path):
 
 
 def test_json_matches_evaluate_probabilities(project, images, synthetic_root, capsys, tmp_path, loaded_once):
-    from facerec.data import load_split
+    from facerec.manifests import load_split
     from facerec.predict import predict_frame
 
     status, out, _ = run(capsys, images / "a.jpg", "--model", project / "models/model.keras", "--json",
