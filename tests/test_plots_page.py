@@ -84,11 +84,27 @@ def browser(user_data_dir: Path):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={user_data_dir}",
+                 # No new-tab page: its chrome-untrusted:// frames would load before ours.
+                 "--homepage=about:blank", "--no-default-browser-check",
+                 "--disable-features=NtpOneGoogleBar,NtpRealboxSuggestions,ChromeWhatsNewUI"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     # An explicit driver path: Selenium Manager would otherwise try to download a driver.
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def remote_requests(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine; chrome://, chrome-untrusted://, data: and file: are
+    served from inside the browser or from disk."""
+    return [url for url in urls if url.split(":", 1)[0].lower() in {"http", "https", "ws", "wss"}]
+
+
+def test_remote_requests_are_the_schemes_that_leave_the_machine():
+    urls = ["file:///tmp/page.html", "data:,", "chrome://newtab/", "HTTPS://cdn.example/vega.js",
+            "chrome-untrusted://new-tab-page/one-google-bar?paramsencoded=", "ws://localhost:1/"]
+    assert remote_requests(urls) == ["HTTPS://cdn.example/vega.js", "ws://localhost:1/"], \
+        "the browser's own new-tab page is not a network request; http(s) and ws(s) to any host are"
 
 
 # Per plot section: each inline SVG's size and drawn marks, each image's decoded size.
@@ -135,6 +151,5 @@ def test_page_draws_every_plot_offline_in_chromium(plots_repo, tmp_path):
     requested = [event["params"]["request"]["url"] for event in events
                  if event["method"] == "Network.requestWillBeSent"]
     assert page.as_uri() in requested, "the performance log recorded the page load itself"
-    # chrome:// is the browser's own start tab, served from inside Chromium, before our page.
-    remote = [url for url in requested if not url.startswith(("file://", "data:", "chrome://"))]
+    remote = remote_requests(requested)
     assert not remote, f"the page and the browser sent no network request: {remote}"
