@@ -93,7 +93,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, alignment: Alignment) -
 class FaceDetector:
     """MTCNN (weights shipped inside the `mtcnn` wheel, so offline) called on batches of images."""
 
-    def __init__(self, *, min_face_size_px: int, batch_size: int, max_side_px: int):
+    def __init__(self, *, min_face_size_px: int, batch_size: int, max_side_px: int, border_fraction: float):
         from mtcnn import MTCNN  # imports TensorFlow: only when a detector is wanted
 
         if not 12 <= min_face_size_px <= 1024:
@@ -102,10 +102,13 @@ class FaceDetector:
             raise ValueError(f"batch_size = {batch_size!r} must be between 1 and 1024")
         if not 64 <= max_side_px <= 8192:
             raise ValueError(f"max_side_px = {max_side_px!r} must be between 64 and 8192")
+        if not 0.0 <= border_fraction <= 1.0:
+            raise ValueError(f"border_fraction = {border_fraction!r} must be between 0 and 1")
         self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
         self.min_face_size_px = min_face_size_px
         self.batch_size = batch_size
         self.max_side_px = max_side_px
+        self.border_fraction = border_fraction
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Every face in each H×W×3 uint8 image, largest first; calls MTCNN once per batch of images."""
@@ -119,23 +122,34 @@ class FaceDetector:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             scales = [min(1.0, self.max_side_px / max(images[index].shape[:2])) for index in chunk]
-            batch = [_downscale(images[index], scale) for index, scale in zip(chunk, scales)]
+            # A black border lets MTCNN find faces that fill the frame (tight crops like Pins').
+            batch, borders = zip(*(_with_border(_downscale(images[index], scale), self.border_fraction)
+                                   for index, scale in zip(chunk, scales)))
             # min_face_size is in the searched image's pixels; keep it in the original's.
             min_face = max(12, round(self.min_face_size_px * min(scales)))
             # Padding at the bottom right keeps every image's own coordinates: mtcnn 1.0.0's own
             # offset correction pairs offsets with the wrong images when some image has no face.
-            rows = self._mtcnn.detect_faces(batch, box_format="xyxy", output_type="numpy", postprocess=False,
+            rows = self._mtcnn.detect_faces(list(batch), box_format="xyxy", output_type="numpy", postprocess=False,
                                             batch_stack_justification="topleft", min_face_size=min_face)
             for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
-                index, scale = chunk[int(row[0])], scales[int(row[0])]
+                position = int(row[0])
+                index, scale, border = chunk[position], scales[position], borders[position]
                 height, width = images[index].shape[:2]
-                x1, x2 = np.clip(row[[1, 3]] / scale, 0, width)
-                y1, y2 = np.clip(row[[2, 4]] / scale, 0, height)
+                x1, x2 = np.clip((row[[1, 3]] - border) / scale, 0, width)
+                y1, y2 = np.clip((row[[2, 4]] - border) / scale, 0, height)
                 # MTCNN's numpy rows: image, x1, y1, x2, y2, confidence, five x's, then five y's.
-                landmarks = row[6:16].reshape(2, 5).T / scale
+                landmarks = (row[6:16].reshape(2, 5).T - border) / scale
                 results[index].append(Face(box=(x1, y1, x2 - x1, y2 - y1), landmarks=landmarks,
                                            confidence=float(row[5])))
         return [sorted(faces, key=lambda face: -face.area_px) for faces in results]
+
+
+def _with_border(image: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
+    """The image inside a black frame `fraction` of its longest side wide, and the frame's width."""
+    border = round(fraction * max(image.shape[:2]))
+    if border == 0:
+        return image, 0
+    return np.pad(image, ((border, border), (border, border), (0, 0))), border
 
 
 def _downscale(image: np.ndarray, scale: float) -> np.ndarray:
@@ -147,3 +161,14 @@ def _downscale(image: np.ndarray, scale: float) -> np.ndarray:
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def choose_face(faces: Sequence[Face], min_confidence: float) -> tuple[str, Face | None]:
+    """The face a training image stands for, and why: ok, several_faces (largest kept), no_face, low_confidence."""
+    if not faces:
+        return "no_face", None
+    confident = [face for face in faces if face.confidence >= min_confidence]
+    if not confident:
+        return "low_confidence", None
+    largest = max(confident, key=lambda face: face.area_px)
+    return ("several_faces" if len(confident) > 1 else "ok"), largest

@@ -15,7 +15,7 @@ ALIGNMENT = Alignment(crop_size_px=96, margin_fraction=0.2)
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return FaceDetector(min_face_size_px=20, batch_size=8, max_side_px=1024)
+    return FaceDetector(min_face_size_px=20, batch_size=8, max_side_px=1024, border_fraction=0.15)
 
 
 def overlap(box_a, box_b) -> float:
@@ -70,10 +70,20 @@ def test_large_photos_are_searched_downscaled_but_reported_in_original_pixels(de
     hopper = grace_hopper()
     big = np.asarray(Image.fromarray(hopper).resize((hopper.shape[1] * 3, hopper.shape[0] * 3)))
     small_box = np.array(detector.detect([hopper])[0][0].box)
-    shrinking = FaceDetector(min_face_size_px=20, batch_size=2, max_side_px=600)
+    shrinking = FaceDetector(min_face_size_px=20, batch_size=2, max_side_px=600, border_fraction=0.0)
     big_face = shrinking.detect([big])[0][0]
     assert overlap(big_face.box, small_box * 3) > 0.8, (
         f"a 3× photo searched at 600 px should give the 3× box {small_box * 3}, got {big_face.box}")
+
+
+def test_a_face_filling_the_frame_is_found_thanks_to_the_border(detector):
+    # Pins-style tight crop: the face reaches the image's edges.
+    tight = np.ascontiguousarray(grace_hopper()[150:330, 190:340])
+    faces = detector.detect([tight])[0]
+    assert len(faces) == 1 and faces[0].confidence > 0.9, f"the tight crop's face should be found, got {faces}"
+    x, y, width, height = faces[0].box
+    assert x >= 0 and y >= 0 and x + width <= 150 and y + height <= 180, (
+        f"the box {faces[0].box} should be clipped to the 150×180 crop, not reach into the border")
 
 
 def test_alignment_undoes_a_known_rotation_scale_and_shift():
