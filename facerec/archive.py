@@ -10,6 +10,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from facerec.errors import PipelineInputError
+from facerec.layout import printable_name
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,32 @@ class UnsupportedArchiveError(PipelineInputError):
 
 
 @dataclass(frozen=True)
+class ExtractionLimits:
+    """How much an archive may write: guards the disk against zip bombs and mislabelled files."""
+
+    max_bytes: int  # download.max_extracted_gb, in bytes
+    max_ratio: float  # download.max_extraction_ratio: extracted bytes per archive byte
+    archive_bytes: int
+
+    def budget(self) -> int:
+        """Bytes the archive may write in total."""
+        return min(self.max_bytes, round(self.max_ratio * self.archive_bytes))
+
+    def explain(self) -> str:
+        """Which param set the budget, with its value, for the error message."""
+        if self.budget() < self.max_bytes:
+            return (f"download.max_extraction_ratio = {self.max_ratio:g} times the archive's "
+                    f"{self.archive_bytes / 1e6:.1f} MB")
+        return f"download.max_extracted_gb = {self.max_bytes / 1e9:g}"
+
+
+@dataclass(frozen=True)
 class RefusedEntry:
     """An archive entry that was not extracted, and why."""
 
     name: str
     # path_traversal | absolute_path | drive_letter | symlink | hardlink | special_file | encrypted
+    # | non_utf8_name
     reason: str
 
 
@@ -52,6 +75,9 @@ def _safe_parts(name: str) -> tuple[list[str], str | None]:
     # Windows-made archives may use backslashes as separators: treat them as such, so that
     # `..\\..\\evil` is caught here and `a\\b.jpg` lands in folder a on every platform.
     posix_name = name.replace("\\", "/")
+    if printable_name(posix_name) != posix_name:
+        # tar stores raw bytes; a name that is not UTF-8 cannot be written to the manifest.
+        return [], "non_utf8_name"
     if _DRIVE_LETTER.match(posix_name):
         return [], "drive_letter"
     if posix_name.startswith("/"):
@@ -109,7 +135,25 @@ def _open_no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
-def _extract_entries(entries: Iterator[_Entry], target_dir: Path) -> list[RefusedEntry]:
+def _copy_capped(source: IO[bytes], sink: IO[bytes], budget_bytes: int) -> int:
+    """Stream source into sink in chunks; stop once more than budget_bytes would be written."""
+    written = 0
+    while chunk := source.read(_COPY_BUFFER_BYTES):
+        written += len(chunk)
+        if written > budget_bytes:
+            break
+        sink.write(chunk)
+    return written
+
+
+def _name_clash(name: str) -> PipelineInputError:
+    return PipelineInputError(
+        f"Archive member {name!r} clashes with a file and a folder of the same name in the "
+        "archive; re-pack it so that no file shares its name with a folder."
+    )
+
+
+def _extract_entries(entries: Iterator[_Entry], target_dir: Path, limits: ExtractionLimits) -> list[RefusedEntry]:
     """Write the safe entries under target_dir and return the refused ones."""
     real_target = os.path.realpath(target_dir)
     ready_dirs: dict[str, bool] = {}  # folder -> stays inside target; realpath is per folder
@@ -124,27 +168,37 @@ def _extract_entries(entries: Iterator[_Entry], target_dir: Path) -> list[Refuse
         return ready_dirs[folder]
 
     refused: list[RefusedEntry] = []
+    budget_left = limits.budget()
     for entry in entries:
         parts, reason = _safe_parts(entry.name)
         reason = reason or (entry.kind if entry.kind not in ("file", "dir") else None)
         destination = os.path.join(real_target, *parts)
         folder = destination if entry.kind == "dir" else os.path.dirname(destination)
-        if not reason and not ensure_dir(folder):
-            reason = "path_traversal"
-        if reason:
-            refused.append(RefusedEntry(entry.name, reason))
-            continue
-        if entry.kind == "dir" or not parts:
-            continue
         try:
+            if not reason and not ensure_dir(folder):
+                reason = "path_traversal"
+            if reason:
+                refused.append(RefusedEntry(printable_name(entry.name), reason))
+                continue
+            if entry.kind == "dir" or not parts:
+                continue
             sink = open(destination, "wb", opener=_open_no_follow)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
+            raise _name_clash(entry.name) from error
         except OSError as error:
             if error.errno != errno.ELOOP:
                 raise
             refused.append(RefusedEntry(entry.name, "symlink"))  # pre-existing link in target
             continue
         with entry.open_data() as source, sink:
-            shutil.copyfileobj(source, sink, _COPY_BUFFER_BYTES)  # streamed in chunks
+            budget_left -= _copy_capped(source, sink, budget_left)
+        if budget_left < 0:
+            raise PipelineInputError(
+                f"Extraction stopped at archive member {entry.name!r}: the archive expands to more "
+                f"than {limits.budget() / 1e6:,.0f} MB ({limits.explain()}). If the archive is "
+                "genuine, raise that param in params.yaml; a small archive that expands this much "
+                "is usually a zip bomb."
+            )
     return refused
 
 
@@ -159,7 +213,26 @@ def _log_refused(archive_path: Path, refused: list[RefusedEntry]) -> None:
                 len(refused), archive_path, counts, examples)
 
 
-def extract_archive(archive_path: Path, target_dir: Path) -> list[RefusedEntry]:
+# Leading bytes of the formats we read: a file that starts like one but is not readable as it
+# was cut short (an interrupted download) or damaged, not of an unknown kind.
+_MAGIC_NUMBERS = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def _looks_like_supported_archive(archive_path: Path) -> bool:
+    """True if the file starts like a zip, gzip, bzip2 or xz stream, or has a tar header."""
+    with open(archive_path, "rb") as handle:
+        head = handle.read(512)
+    return head.startswith(_MAGIC_NUMBERS) or head[257:262] == b"ustar"
+
+
+def _corrupt(archive_path: Path, detail: str) -> PipelineInputError:
+    return PipelineInputError(
+        f"Archive {archive_path} is truncated or corrupt ({detail}); download it again "
+        "(for Kaggle, delete it from the download cache folder first)."
+    )
+
+
+def extract_archive(archive_path: Path, target_dir: Path, limits: ExtractionLimits) -> list[RefusedEntry]:
     """Extract a zip or tar archive into target_dir; return the entries refused as unsafe."""
     archive_path, target_dir = Path(archive_path), Path(target_dir)
     if not archive_path.is_file():
@@ -169,19 +242,19 @@ def extract_archive(archive_path: Path, target_dir: Path) -> list[RefusedEntry]:
     try:
         if zipfile.is_zipfile(archive_path):
             with zipfile.ZipFile(archive_path) as archive:
-                refused = _extract_entries(_zip_entries(archive), target_dir)
+                refused = _extract_entries(_zip_entries(archive), target_dir, limits)
         elif tarfile.is_tarfile(archive_path):
             with tarfile.open(archive_path, mode="r|*") as archive:
-                refused = _extract_entries(_tar_entries(archive), target_dir)
+                refused = _extract_entries(_tar_entries(archive), target_dir, limits)
+        elif _looks_like_supported_archive(archive_path):
+            raise _corrupt(archive_path, "it starts like a zip or tar archive but its index or end is missing")
         else:
             raise UnsupportedArchiveError(
                 f"{archive_path} is not a supported archive; supported formats: "
                 f"{SUPPORTED_FORMATS} (detected by content). Re-pack it as .zip or point "
                 "the download source at the extracted folder."
             )
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-        raise PipelineInputError(
-            f"Archive {archive_path} is corrupt or incomplete ({error}); download it again."
-        ) from error
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
+        raise _corrupt(archive_path, str(error)) from error
     _log_refused(archive_path, refused)
     return refused

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerec.archive import extract_archive
+from facerec.archive import ExtractionLimits, extract_archive
 from facerec.errors import PipelineInputError
+from facerec.layout import find_dataset_root, printable_name
 from facerec.synthetic import generate_synthetic_dataset
-from facerec.verify import find_dataset_root
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ class StagedDataset:
     root: Path
     source: str
     version: str  # Kaggle version number, "synthetic-<seed>", or "local"
-    refused_entries: int = 0
+    # (entry as named in the source, reason) for everything that did not reach the dataset root
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def stage_synthetic(params: dict, seed: int, staging_dir: Path) -> StagedDataset:
@@ -35,19 +37,45 @@ def stage_synthetic(params: dict, seed: int, staging_dir: Path) -> StagedDataset
     return StagedDataset(root=root, source="synthetic", version=f"synthetic-seed{seed}")
 
 
-def stage_archive(archive_path: Path, staging_dir: Path, source: str, version: str) -> StagedDataset:
+def extraction_limits(params: dict, archive_path: Path) -> ExtractionLimits:
+    """The byte budget for one archive: the stricter of the absolute cap and the ratio cap."""
+    return ExtractionLimits(max_bytes=round(params["max_extracted_gb"] * 1e9),
+                            max_ratio=params["max_extraction_ratio"],
+                            archive_bytes=Path(archive_path).stat().st_size)
+
+
+def stage_archive(archive_path: Path, staging_dir: Path, source: str, version: str,
+                  limits: ExtractionLimits) -> StagedDataset:
     """Extract an archive safely and locate the folder that holds the identity folders."""
     extracted = staging_dir / "extracted"
-    refused = extract_archive(archive_path, extracted)
-    return StagedDataset(find_dataset_root(extracted), source, version, refused_entries=len(refused))
+    refused = extract_archive(archive_path, extracted, limits)
+    found = find_dataset_root(extracted)
+    skipped = [(entry.name, entry.reason) for entry in refused]
+    skipped += [(printable_name(name), "outside_root") for name in found.ignored]
+    return StagedDataset(found.root, source, version, skipped=skipped)
 
 
 def stage_folder(folder: Path, staging_dir: Path) -> StagedDataset:
     """Copy a local folder mirror, so data/raw never aliases the user's own files."""
-    root = find_dataset_root(folder)
+    found = find_dataset_root(folder)
+    skipped = [(printable_name(name), "outside_root") for name in found.ignored]
+
+    def skip_unsafe(directory: str, names: list[str]) -> set[str]:
+        """Names not to copy: symlinks and names that are not UTF-8, recorded as skipped."""
+        # A link's target is not what the user handed us; a non-UTF-8 name fits in no CSV.
+        unsafe = {}
+        for name in names:
+            if os.path.islink(os.path.join(directory, name)):
+                unsafe[name] = "symlink"
+            elif printable_name(name) != name:
+                unsafe[name] = "non_utf8_name"
+        skipped.extend((printable_name(Path(directory, name).relative_to(folder).as_posix()), reason)
+                       for name, reason in sorted(unsafe.items()))
+        return set(unsafe)
+
     copy = staging_dir / "copied"
-    shutil.copytree(root, copy, symlinks=True)  # symlinks are copied as links, then rejected by verify
-    return StagedDataset(copy, str(folder), "local")
+    shutil.copytree(found.root, copy, symlinks=True, ignore=skip_unsafe)
+    return StagedDataset(copy, str(folder), "local", skipped=skipped)
 
 
 def stage_kaggle(params: dict, staging_dir: Path, cache_dir: Path) -> StagedDataset:
@@ -58,7 +86,8 @@ def stage_kaggle(params: dict, staging_dir: Path, cache_dir: Path) -> StagedData
         params["kaggle_dataset"], params.get("kaggle_version") or None, cache_dir,
         max_attempts=params["max_attempts"], retry_wait_s=params["retry_wait_s"],
     )
-    return stage_archive(archive.archive_path, staging_dir, f"kaggle:{params['kaggle_dataset']}", archive.version)
+    return stage_archive(archive.archive_path, staging_dir, f"kaggle:{params['kaggle_dataset']}", archive.version,
+                         extraction_limits(params, archive.archive_path))
 
 
 def stage_source(params: dict, seed: int, staging_dir: Path, kaggle_cache_dir: Path) -> StagedDataset:
@@ -72,7 +101,7 @@ def stage_source(params: dict, seed: int, staging_dir: Path, kaggle_cache_dir: P
     if path.is_dir():
         return stage_folder(path, staging_dir)
     if path.is_file():
-        return stage_archive(path, staging_dir, str(path), "local")
+        return stage_archive(path, staging_dir, str(path), "local", extraction_limits(params, path))
     raise PipelineInputError(
         f"params.yaml: download.source = {source!r} is not 'kaggle', 'synthetic', or an existing "
         "archive (.zip, .tar[.gz|.bz2|.xz]) or folder with one sub-folder per identity"

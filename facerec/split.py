@@ -192,6 +192,36 @@ def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFra
     return known, too_small
 
 
+def require_two_identities(known: pd.DataFrame, ok_rows: pd.DataFrame, selected: pd.DataFrame,
+                           unknown: list[str], too_small: pd.Series) -> None:
+    """Stop before training a one-class model, whose 100 % accuracy would mean nothing."""
+    remaining = sorted(known["identity"].unique())
+    if len(remaining) >= 2:
+        return
+    in_dataset = ok_rows["identity"].nunique()
+    found = (f"data has {in_dataset} identities with ok images, split.identities/max_identities select "
+             f"{selected['identity'].nunique()}, split.unknown_identities holds out {len(unknown)}, "
+             f"split.min_images_per_identity excludes {len(too_small)}, leaving {remaining}")
+    if in_dataset < 2:
+        fix = ("the dataset itself has fewer than two people: point download.source at a dataset "
+               "with one folder per person (at least two)")
+    else:
+        fix = ("change split.identities, split.max_identities, split.unknown_identities or "
+               "split.min_images_per_identity so that at least two remain")
+    raise PipelineInputError(f"A classifier needs at least two identities to train: {found}; {fix}.")
+
+
+def require_training_images(known: pd.DataFrame, assigned: pd.Series) -> None:
+    """Every identity in val/test must have training images, or the model cannot know it."""
+    trained = set(known.loc[assigned == "train", "identity"])
+    untrained = sorted(set(known["identity"]) - trained)
+    if untrained:
+        raise PipelineInputError(
+            f"The split leaves identities {untrained[:5]} without a training image; raise "
+            "split.min_images_per_identity or lower split.val_fraction / split.test_fraction."
+        )
+
+
 def split_of_rows(known: pd.DataFrame, config: SplitConfig) -> pd.Series:
     """Return the split name of every row, deciding whole groups identity by identity."""
     fractions = {"val": config.val_fraction, "test": config.test_fraction}
@@ -245,7 +275,9 @@ def split_manifest(
     known, too_small = drop_small_identities(
         frame[~frame["identity"].isin(unknown)], config.min_images_per_identity
     )
+    require_two_identities(known, ok_rows, selected, unknown, too_small)
     assigned = split_of_rows(known, config)
+    require_training_images(known, assigned)
     columns = ["path", "identity", "group"]
     splits = {
         name: known.loc[assigned == name, columns].reset_index(drop=True)

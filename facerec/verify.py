@@ -1,8 +1,9 @@
-"""Find the dataset root in an extracted tree and verify every file into a manifest."""
+"""Verify every file under the dataset root into a manifest: hash, decoded size, status."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -18,55 +19,26 @@ import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from facerec.errors import PipelineInputError
+from facerec.layout import identity_from_folder, layout_status, printable_name
+from facerec.manifests import MANIFEST_COLUMNS, MANIFEST_DTYPES
 
-# width/height/bytes are pandas nullable Int64 with <NA> where unknown (unreadable, not an
-# image, junk); string columns use "" where unknown. Read back with dtype="Int64" for them.
-MANIFEST_COLUMNS = [
-    "path", "identity", "bytes", "sha256", "width", "height", "mode", "format", "status"
-]
-JUNK_NAMES = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
-_INT_COLUMNS = ("bytes", "width", "height")
-_MAX_WRAPPER_DEPTH = 32  # guards against symlink loops in user-supplied folders
-_EXPECTED_LAYOUT = (
-    "expected <root>/<identity>/<image files>, e.g. "
-    "105_classes_pins_dataset/pins_<Name>/<file>.jpg or orl_faces/s1/1.png, "
-    "optionally inside wrapper folders"
-)
+# What tf.io.decode_image (facerec/data.py) decodes, by Pillow's format name; MPO is a JPEG with
+# extra frames. BMP is decoded only uncompressed at 8, 24 or 32 bits per pixel.
+TF_DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"})
+_TF_BMP_BITS = (8, 24, 32)
 
 
-def _is_junk_name(name: str) -> bool:
-    """True for OS metadata files and folders (macOS, Windows) that are never data."""
-    return name in JUNK_NAMES or name.startswith("._")
+def _bmp_bits(head: bytes) -> int:
+    """Bits per pixel from a BMP file header (OS/2 12-byte or Windows info header)."""
+    header_size = int.from_bytes(head[14:18], "little")
+    return int.from_bytes(head[24:26] if header_size == 12 else head[28:30], "little")
 
 
-def _has_subfolders(folder: Path) -> bool:
-    """True if folder contains at least one non-junk folder."""
-    return any(child.is_dir() and not _is_junk_name(child.name) for child in folder.iterdir())
-
-
-def find_dataset_root(tree: Path) -> Path:
-    """Descend through single-folder wrappers to the folder whose children are identities."""
-    current = Path(tree)
-    if not current.is_dir():
-        raise PipelineInputError(f"Dataset folder not found: {current}; {_EXPECTED_LAYOUT}.")
-    for _ in range(_MAX_WRAPPER_DEPTH):
-        children = [child for child in current.iterdir() if not _is_junk_name(child.name)]
-        folders = [child for child in children if child.is_dir()]
-        # A lone folder is a wrapper only if it has folders itself; otherwise it is the one
-        # identity of a single-class dataset and `current` is the root.
-        if len(children) == 1 and folders and _has_subfolders(folders[0]):
-            current = folders[0]
-            continue
-        if folders:
-            return current
-        break
-    raise PipelineInputError(f"No identity folders found under {tree}; {_EXPECTED_LAYOUT}.")
-
-
-def identity_from_folder(folder_name: str) -> str:
-    """Identity label of a folder: the name without Kaggle's `pins_` prefix, otherwise verbatim."""
-    return folder_name.removeprefix("pins_")
+def _tf_can_decode(image: Image.Image, head: bytes) -> bool:
+    """True if training's decoder reads this image (checked against TensorFlow in the tests)."""
+    if image.format == "BMP":
+        return _bmp_bits(head) in _TF_BMP_BITS and image.info.get("compression", 0) == 0
+    return image.format in TF_DECODABLE_FORMATS
 
 
 @contextlib.contextmanager
@@ -85,6 +57,8 @@ def _strict_pillow() -> Iterator[None]:
 
 def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None) -> tuple:
     """Fully decode an open file: (width, height, mode, format, status)."""
+    head = handle.read(32)
+    handle.seek(0)
     with _strict_pillow():
         try:
             image = Image.open(handle)
@@ -100,6 +74,8 @@ def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None) -> tuple
             # Decided from the header alone, so a bomb never gets its pixels allocated.
             if max_pixels is not None and width * height > max_pixels:
                 return *header, "too_large"
+            if not _tf_can_decode(image, head):
+                return *header, "unsupported_format"  # training would stop on it mid-epoch
             try:
                 image.load()
             except Exception:  # any decoder failure means the pixels cannot be trusted
@@ -107,19 +83,31 @@ def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None) -> tuple
     return *header, "too_small" if min(width, height) < min_side_px else "ok"
 
 
-def _inspect_file(task: tuple[str, bool], min_side_px: int, max_pixels: int | None) -> tuple:
+def _inspect_file(task: tuple[str, str | None], min_side_px: int, max_pixels: int | None) -> tuple:
     """Hash and decode one file: (bytes, sha256, width, height, mode, format, status)."""
-    path, is_junk = task
+    path, place_status = task
+    if place_status in ("symlink", "non_utf8_name"):
+        # Never opened: a link's target (e.g. /etc/passwd) must leave no size or hash behind.
+        return pd.NA, "", pd.NA, pd.NA, "", "", place_status
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=_open_no_follow) as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
             size_bytes = handle.tell()
-            if is_junk or size_bytes == 0:
-                return size_bytes, sha256, pd.NA, pd.NA, "", "", "junk" if is_junk else "empty"
+            if place_status in ("junk", "hidden") or size_bytes == 0:
+                return size_bytes, sha256, pd.NA, pd.NA, "", "", place_status or "empty"
             handle.seek(0)  # decode from the same handle: one open per file, memory bounded
-            return size_bytes, sha256, *_decode(handle, min_side_px, max_pixels)
-    except OSError:  # _decode handles its own errors, so this is the read itself failing
-        return pd.NA, "", pd.NA, pd.NA, "", "", "unreadable"
+            decoded = _decode(handle, min_side_px, max_pixels)
+            if decoded[-1] == "ok" and place_status:
+                decoded = (*decoded[:-1], place_status)  # a usable image in the wrong place
+            return size_bytes, sha256, *decoded
+    except OSError as error:  # _decode handles its own errors, so this is the read itself failing
+        status = "symlink" if error.errno == errno.ELOOP else "unreadable"
+        return pd.NA, "", pd.NA, pd.NA, "", "", status
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    """Open for reading, failing with ELOOP if the last path part is a symlink."""
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _pixel_limit(max_image_pixels: int | None) -> int | None:
@@ -128,17 +116,26 @@ def _pixel_limit(max_image_pixels: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-def _list_files(root: Path) -> list[tuple[str, str, bool]]:
-    """(relative POSIX path, absolute path, is_junk) for every file under root, sorted by path."""
+def _place_status(relative: str, absolute: str) -> str | None:
+    """Status decided before reading the file: symlink, odd name, or its place in the layout."""
+    if os.path.islink(absolute):
+        return "symlink"
+    if printable_name(relative) != relative:
+        return "non_utf8_name"
+    return layout_status(tuple(relative.split("/")))
+
+
+def _list_files(root: Path) -> list[tuple[str, str, str | None]]:
+    """(relative POSIX path, absolute path, place status) for every file and link under root, by path."""
     files = []
-    for dir_path, _, file_names in os.walk(root):
+    for dir_path, folder_names, file_names in os.walk(root):  # never descends into linked folders
         relative_dir = Path(dir_path).relative_to(root)
-        in_junk_tree = any(_is_junk_name(part) for part in relative_dir.parts)
-        for name in file_names:
+        linked_folders = [name for name in folder_names if os.path.islink(os.path.join(dir_path, name))]
+        for name in file_names + linked_folders:
             relative = (relative_dir / name).as_posix()
-            is_junk = in_junk_tree or _is_junk_name(name)
-            files.append((relative, os.path.join(dir_path, name), is_junk))
-    return sorted(files)
+            absolute = os.path.join(dir_path, name)
+            files.append((relative, absolute, _place_status(relative, absolute)))
+    return sorted(files, key=lambda file: os.fsencode(file[0]))
 
 
 def build_manifest(
@@ -149,7 +146,7 @@ def build_manifest(
     inspect = functools.partial(
         _inspect_file, min_side_px=min_side_px, max_pixels=_pixel_limit(max_image_pixels)
     )
-    tasks = [(absolute, is_junk) for _, absolute, is_junk in files]
+    tasks = [(absolute, place_status) for _, absolute, place_status in files]
     workers = workers or os.cpu_count() or 1
     progress = functools.partial(
         tqdm, total=len(tasks), desc="verify images", unit="file", file=sys.stderr
@@ -163,14 +160,11 @@ def build_manifest(
             results = list(progress(pool.map(inspect, tasks, chunksize=chunksize)))
     rows = []
     for (relative, _, _), result in zip(files, results, strict=True):
-        parts = relative.split("/")
+        parts = printable_name(relative).split("/")
         identity = identity_from_folder(parts[0]) if len(parts) > 1 else ""
-        status = result[-1]
-        if status == "ok" and not identity:
-            status = "no_identity"
-        rows.append((relative, identity, *result[:-1], status))
+        rows.append((printable_name(relative), identity, *result))
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return manifest.astype({column: "Int64" for column in _INT_COLUMNS})
+    return manifest.astype(MANIFEST_DTYPES)
 
 
 def summarize_manifest(manifest: pd.DataFrame) -> dict:

@@ -7,11 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 
 from facerec.analysis import counts_per_identity, data_metrics, plot_counts, plot_image_sizes, plot_samples
 from facerec.atomic import write_csv, write_json
-from facerec.manifests import load_split
+from facerec.manifests import load_split, read_manifest
 from facerec.stage_runner import run_stage
 
 log = logging.getLogger("facerec.analyze")
@@ -31,7 +30,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     splits = {path.stem: load_split(path) for path in sorted(args.splits_dir.glob("*.csv"))}
-    manifest = pd.read_csv(args.manifest, dtype={"path": str, "identity": str}, keep_default_na=False)
+    manifest = read_manifest(args.manifest)
     report = json.loads(args.split_report.read_text(encoding="utf-8"))
     args.plots_dir.mkdir(parents=True, exist_ok=True)
 

@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from facerec.atomic import write_csv, write_json
 from facerec.params import load_params, require_range
 from facerec.sources import stage_source
@@ -24,6 +26,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw-dir", type=Path, required=True, help="where the dataset's identity folders go")
     parser.add_argument("--manifest", type=Path, required=True, help="CSV with one row per file")
+    parser.add_argument("--skipped", type=Path, required=True,
+                        help="CSV of what never reached the raw folder (outside the root, refused entries)")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON summary of the download")
     parser.add_argument("--kaggle-cache", type=Path, required=True,
                         help="kept between runs (not a DVC output) so interrupted downloads resume")
@@ -33,6 +37,8 @@ def parse_args() -> argparse.Namespace:
 def check_params(params: dict) -> None:
     require_range("download.min_side_px", params["min_side_px"], 1, 10_000, integer=True)
     require_range("download.max_attempts", params["max_attempts"], 1, 100, integer=True)
+    require_range("download.max_extracted_gb", params["max_extracted_gb"], 0.001, 100_000)
+    require_range("download.max_extraction_ratio", params["max_extraction_ratio"], 1, 1_000_000)
     require_range("download.synthetic.identities", params["synthetic"]["identities"], 2, 12, integer=True)
     require_range("download.synthetic.images_per_identity", params["synthetic"]["images_per_identity"],
                   3, 1000, integer=True)
@@ -59,12 +65,18 @@ def main() -> None:
     log.info("Dataset from %s (version %s) in %s after %.1f s",
              staged.source, staged.version, args.raw_dir, time.monotonic() - started)
 
+    skipped = pd.DataFrame(staged.skipped, columns=["entry", "reason"]).sort_values("entry")
+    if len(skipped):
+        log.warning("Skipped %d entries of the source that are not data (reasons: %s), listed in %s",
+                    len(skipped), skipped["reason"].value_counts().sort_index().to_dict(), args.skipped)
     manifest = build_manifest(args.raw_dir, min_side_px=params["min_side_px"])
+    write_csv(args.skipped, skipped)
     write_csv(args.manifest, manifest)
     summary = summarize_manifest(manifest)
     write_json(args.metrics, {
         **summary,
-        "refused_archive_entries": staged.refused_entries,
+        "skipped_entries": {str(reason): int(count)
+                            for reason, count in skipped["reason"].value_counts().sort_index().items()},
         "source": staged.source,
         "dataset_version": staged.version,
         "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(),

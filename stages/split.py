@@ -6,9 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
 
 from facerec.atomic import write_csv, write_json
+from facerec.manifests import read_manifest
 from facerec.params import load_params
 from facerec.split import SplitConfig, split_manifest
 from facerec.stage_runner import run_stage
@@ -45,8 +45,7 @@ def main() -> None:
     args = parse_args()
     all_params = load_params()
     config = split_config(all_params["split"], all_params["base"]["seed"])
-    manifest = pd.read_csv(args.manifest, dtype={"path": str, "identity": str, "sha256": str},
-                           keep_default_na=False)
+    manifest = read_manifest(args.manifest)
     result = split_manifest(manifest, args.raw_dir, config)
     args.splits_dir.mkdir(parents=True, exist_ok=True)
     for stale in args.splits_dir.glob("*.csv"):

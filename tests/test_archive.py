@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from facerec.archive import UnsupportedArchiveError, extract_archive
+from facerec.archive import ExtractionLimits, UnsupportedArchiveError, extract_archive
 from facerec.errors import PipelineInputError
 
+LIMITS = ExtractionLimits(max_bytes=10**9, max_ratio=1000, archive_bytes=10**6)  # ample for these tests
 FILES = {
     "105_classes_pins_dataset/pins_Zoë Saldaña/Zoë Saldaña1_1.jpg": b"zoe-bytes",
     "105_classes_pins_dataset/pins_Adriana Lima/Adriana Lima0_0.jpg": b"adriana-bytes",
@@ -70,7 +71,7 @@ def _files_under(folder: Path) -> set[str]:
 def test_extracts_kaggle_layout_with_unicode_names(tmp_path, suffix, writer):
     archive = writer(tmp_path / f"dataset{suffix}")
     target = tmp_path / "out"
-    refused = extract_archive(archive, target)
+    refused = extract_archive(archive, target, LIMITS)
     assert refused == [], "a clean archive must not refuse anything"
     assert _files_under(target) == set(FILES), "non-ASCII and spaced names must survive"
     for name, data in FILES.items():
@@ -82,7 +83,7 @@ def test_format_is_detected_by_content_not_extension(tmp_path):
     tar_named_zip = _write_tar(tmp_path / "really_a_tar.zip", FILES)
     for archive in (zip_named_tar, tar_named_zip):
         target = tmp_path / archive.name.replace(".", "_")
-        extract_archive(archive, target)
+        extract_archive(archive, target, LIMITS)
         assert _files_under(target) == set(FILES), f"{archive.name} must extract by its content"
 
 
@@ -115,7 +116,7 @@ def test_zip_refuses_unsafe_entries_and_writes_nothing_outside(tmp_path):
     archive = _write_zip(tmp_path / "evil.zip",
                          {"ok/fine.jpg": b"fine", **{n: b"evil" for n in evil}}, symlinks)
     target = tmp_path / "base" / "out"
-    refused = extract_archive(archive, target)
+    refused = extract_archive(archive, target, LIMITS)
     expected = {**evil, **{name: "symlink" for name in symlinks}}
     assert {entry.name: entry.reason for entry in refused} == expected, "each refusal and why"
     assert not (target / "ok" / "link.jpg").is_symlink(), "symlink entries are not created"
@@ -133,7 +134,7 @@ def test_tar_refuses_unsafe_entries_links_and_devices(tmp_path):
     archive = _write_tar(tmp_path / "evil.tar.gz",
                          {"ok/fine.jpg": b"fine", **{n: b"evil" for n in evil}}, special=special)
     target = tmp_path / "base" / "out"
-    refused = {entry.name: entry.reason for entry in extract_archive(archive, target)}
+    refused = {entry.name: entry.reason for entry in extract_archive(archive, target, LIMITS)}
     assert refused == {**evil, "ok/link.jpg": "symlink", "escape": "symlink",
                        "ok/hard.jpg": "hardlink", "ok/dev": "special_file"}, "each refusal and why"
     _assert_nothing_escaped(tmp_path, target, evil)
@@ -146,7 +147,7 @@ def test_existing_symlinks_in_target_are_not_followed(tmp_path):
     (target / "link_dir").symlink_to(outside)
     (target / "link.jpg").symlink_to(outside / "victim.jpg")
     archive = _write_zip(tmp_path / "a.zip", {"link_dir/evil.jpg": b"x", "link.jpg": b"x"})
-    refused = {entry.name: entry.reason for entry in extract_archive(archive, target)}
+    refused = {entry.name: entry.reason for entry in extract_archive(archive, target, LIMITS)}
     assert refused == {"link_dir/evil.jpg": "path_traversal", "link.jpg": "symlink"}, "refused"
     assert list(outside.iterdir()) == [], "nothing written through a pre-existing symlink"
 
@@ -162,14 +163,14 @@ def test_zip_refuses_device_and_encrypted_entries(tmp_path):
     data = bytearray(archive_path.read_bytes())
     data[data.rfind(b"PK\x01\x02") + 8] |= 0x1
     archive_path.write_bytes(bytes(data))
-    refused = {e.name: e.reason for e in extract_archive(archive_path, tmp_path / "out")}
+    refused = {e.name: e.reason for e in extract_archive(archive_path, tmp_path / "out", LIMITS)}
     assert refused == {"dev/tty": "special_file", "locked.jpg": "encrypted"}, "refused and why"
     assert _files_under(tmp_path / "out") == set(), "nothing written for them"
 
 
 def test_refusals_are_logged_as_one_warning(tmp_path, caplog):
     archive = _write_zip(tmp_path / "evil.zip", {"../evil.jpg": b"x", "ok.jpg": b"y"})
-    extract_archive(archive, tmp_path / "out")
+    extract_archive(archive, tmp_path / "out", LIMITS)
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "path_traversal: 1" in warnings[0].getMessage(), "one summary"
 
@@ -182,7 +183,7 @@ def test_unsupported_format_names_the_file(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(UnsupportedArchiveError) as error:
-        extract_archive(path, tmp_path / "out")
+        extract_archive(path, tmp_path / "out", LIMITS)
     assert name in str(error.value) and ".zip" in str(error.value), "message names file + formats"
     assert isinstance(error.value, PipelineInputError), "stages report it as an input problem"
 
@@ -192,4 +193,59 @@ def test_truncated_tar_is_a_clear_input_error(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(PipelineInputError, match="cut.tar.gz"):
-        extract_archive(cut, tmp_path / "out")
+        extract_archive(cut, tmp_path / "out", LIMITS)
+
+
+def test_truncated_zip_says_download_again(tmp_path):
+    whole = _write_zip(tmp_path / "whole.zip", {"a/b.jpg": bytes(range(256)) * 400})
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the central directory is gone
+    with pytest.raises(PipelineInputError) as error:
+        extract_archive(cut, tmp_path / "out", LIMITS)
+    message = str(error.value)
+    assert "cut.zip" in message and "truncated or corrupt" in message, message
+    assert "download it again" in message and "re-pack" not in message, "the fix is a new download"
+
+
+def test_non_utf8_tar_name_is_refused_and_named(tmp_path):
+    archive = _write_tar(tmp_path / "latin1.tar", {"ok/fine.jpg": b"fine"}, "w")
+    # GNU tar stores names as raw bytes (pax would store UTF-8); latin-1 writes é as 0xE9.
+    with tarfile.open(archive, "a", encoding="latin-1", format=tarfile.GNU_FORMAT) as bundle:
+        info = tarfile.TarInfo("ok/Ren\xe9e.jpg")
+        info.size = 4
+        bundle.addfile(info, io.BytesIO(b"data"))
+    refused = {entry.name: entry.reason for entry in extract_archive(archive, tmp_path / "out", LIMITS)}
+    assert refused == {"ok/Ren\\xe9e.jpg": "non_utf8_name"}, f"refused, name shown with its byte: {refused}"
+    assert _files_under(tmp_path / "out") == {"ok/fine.jpg"}, "only the UTF-8 entry is written"
+
+
+@pytest.mark.parametrize("entries", [
+    {"a/x": b"file", "a/x/y.jpg": b"image"},  # the file first: the folder cannot be made
+    {"a/x/y.jpg": b"image", "a/x": b"file"},  # the folder first: the file cannot be opened
+])
+def test_file_and_folder_of_the_same_name_is_a_clear_error(tmp_path, entries):
+    archive = _write_zip(tmp_path / "clash.zip", entries)
+    with pytest.raises(PipelineInputError) as error:
+        extract_archive(archive, tmp_path / "out", LIMITS)
+    assert "same name" in str(error.value) and "a/x" in str(error.value), str(error.value)
+
+
+def _bomb(path: Path, size_bytes: int) -> Path:
+    """A zip of zeros: a few kB that expand to size_bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pins_A/zeros.jpg", bytes(size_bytes))
+    return path
+
+
+@pytest.mark.parametrize("limits,param", [
+    (ExtractionLimits(max_bytes=1_000_000, max_ratio=10**6, archive_bytes=1), "download.max_extracted_gb"),
+    (ExtractionLimits(max_bytes=10**12, max_ratio=100, archive_bytes=0), "download.max_extraction_ratio"),
+])
+def test_extraction_stops_at_the_cap_and_names_the_param(tmp_path, limits, param):
+    archive = _bomb(tmp_path / "bomb.zip", 20_000_000)
+    limits = ExtractionLimits(limits.max_bytes, limits.max_ratio, archive.stat().st_size)
+    with pytest.raises(PipelineInputError) as error:
+        extract_archive(archive, tmp_path / "out", limits)
+    assert param in str(error.value) and "pins_A/zeros.jpg" in str(error.value), str(error.value)
+    written = sum(path.stat().st_size for path in (tmp_path / "out").rglob("*") if path.is_file())
+    assert written <= limits.budget(), f"no more than the budget is written ({written} bytes)"

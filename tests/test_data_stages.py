@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,19 @@ def _run(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
 
 def _download(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
-                "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle")
+                "--skipped", "data/skipped.csv", "--metrics", "metrics/download.json",
+                "--kaggle-cache", ".cache/kaggle")
+
+
+def _split(project: Path) -> subprocess.CompletedProcess:
+    return _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+                "--splits-dir", "data/splits", "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
+
+
+def _analyze(project: Path) -> subprocess.CompletedProcess:
+    return _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+                "--splits-dir", "data/splits", "--split-report", "metrics/split.json",
+                "--metrics", "metrics/data.json", "--plots-dir", "plots/data")
 
 
 def test_synthetic_download_split_analyze(tmp_path):
@@ -81,6 +94,11 @@ def test_local_zip_with_spaces_and_non_ascii_names(tmp_path, synthetic_root):
     assert list(broken["status"]) == ["not_an_image"], "bad file is listed with its reason, name intact"
     assert (manifest["status"] == "ok").sum() == 48, "all real images are ok"
     assert (project / "data/raw/pins_Zoë Saldaña").is_dir(), "raw keeps the archive's folder names"
+    for stage, run in (("split", _split), ("analyze", _analyze)):
+        done = run(project)
+        assert done.returncode == 0, f"{stage} must cope with a rejected image in the manifest:\n{done.stderr}"
+    sizes = json.loads((project / "metrics/data.json").read_text(encoding="utf-8"))["image_size_px"]
+    assert sizes["width_median"] == 48.0, "analyze reads the manifest's sizes as numbers"
 
 
 @pytest.mark.parametrize("source", ["/nonexistent/archive.zip", "kaggel"])
@@ -99,3 +117,51 @@ def test_rerun_replaces_raw_completely(tmp_path):
     assert _download(project).returncode == 0
     assert not (project / "data/raw/stray.txt").exists(), "data/raw holds exactly the new dataset"
     shutil.rmtree(project / "data")
+
+
+def test_one_person_dataset_stops_at_split_naming_the_param(tmp_path, synthetic_root):
+    source = tmp_path / "one_person"
+    shutil.copytree(next(synthetic_root.iterdir()), source / "faces" / "alice")
+    project = _project(tmp_path / "project", source=str(source))
+    assert _download(project).returncode == 0, "one folder of images is still a dataset to verify"
+    done = _split(project)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "at least two identities" in done.stderr and "download.source" in done.stderr, done.stderr
+    assert not (project / "data/splits").exists(), "no split is written"
+
+
+def test_filters_leaving_one_identity_name_the_params(tmp_path):
+    project = _project(tmp_path)
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["split"].update({"max_identities": 2, "unknown_identities": 1})
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert _download(project).returncode == 0
+    done = _split(project)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    for key in ("split.max_identities", "split.unknown_identities", "leaving ["):
+        assert key in done.stderr, f"the message says {key!r}: {done.stderr}"
+
+
+def test_folder_source_skips_links_and_readme_and_reports_them(tmp_path, synthetic_root):
+    source = tmp_path / "mirror"
+    shutil.copytree(synthetic_root, source / "faces")
+    (source / "README.md").write_text("where these faces come from")
+    first = sorted((source / "faces").iterdir())[0]
+    an_image = sorted(first.iterdir())[0]
+    (first / "passwd.jpg").symlink_to("/etc/passwd")
+    (first / "outside.jpg").symlink_to(an_image)
+    with open(os.path.join(os.fsencode(first), b"Ren\xe9e.jpg"), "wb") as handle:  # a latin-1 name
+        handle.write(an_image.read_bytes())
+    project = _project(tmp_path / "project", source=str(source))
+    done = _download(project)
+    assert done.returncode == 0, done.stderr
+    skipped = pd.read_csv(project / "data/skipped.csv", keep_default_na=False)
+    assert dict(zip(skipped["entry"], skipped["reason"])) == {
+        "README.md": "outside_root",
+        f"faces/{first.name}/outside.jpg": "symlink",
+        f"faces/{first.name}/passwd.jpg": "symlink",
+        f"faces/{first.name}/Ren\\xe9e.jpg": "non_utf8_name",
+    }, "each skipped entry with its reason"
+    assert not any(path.is_symlink() for path in (project / "data/raw").rglob("*")), "no link reaches data/raw"
+    summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
+    assert summary["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 1, "symlink": 2}, summary

@@ -36,7 +36,7 @@ def _run_stage(project: Path, proxy_url: str, credentials: dict) -> subprocess.C
            "no_proxy": "", "NO_PROXY": "", **credentials}
     return subprocess.run(
         [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
-         "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle"],
+         "--skipped", "data/skipped.csv", "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle"],
         cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 

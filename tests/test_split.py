@@ -188,7 +188,7 @@ def test_small_identity_is_excluded_with_a_warning(dataset, caplog):
 
 
 def test_identity_size_counts_distinct_images_not_copies(caplog):
-    manifest, hashes = synthetic_manifest({"many": 10, "copies": 6})
+    manifest, hashes = synthetic_manifest({"many": 10, "more": 10, "copies": 6})
     copies = manifest.index[manifest["identity"] == "copies"]
     for index in copies:
         hashes[index] = hashes[copies[0]]  # six files of one picture are one distinct image
@@ -258,3 +258,20 @@ def test_assignment_does_not_depend_on_hash_randomisation():
         for seed in ("1", "2")
     }  # fmt: skip
     assert len(outputs) == 1, "string-hash randomisation must not change the split"
+
+
+def test_one_identity_left_is_an_error_naming_the_params(dataset):
+    with pytest.raises(PipelineInputError) as error:
+        run(dataset, max_identities=1)
+    message = str(error.value)
+    assert "at least two identities" in message and "split.max_identities" in message, message
+    assert "['Alice Doe']" in message, f"the message says what was left: {message}"
+
+
+def test_identity_without_training_image_is_an_error():
+    from facerec.split import require_training_images
+
+    known = pd.DataFrame({"identity": ["alice", "alice", "bob", "bob"]})
+    assigned = pd.Series(["train", "val", "val", "test"])
+    with pytest.raises(PipelineInputError, match=r"\['bob'\] without a training image"):
+        require_training_images(known, assigned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -12,14 +13,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from facerec.errors import PipelineInputError
-from facerec.verify import (
-    MANIFEST_COLUMNS,
-    build_manifest,
-    find_dataset_root,
-    identity_from_folder,
-    open_rgb,
-    summarize_manifest,
-)
+from facerec.layout import find_dataset_root, identity_from_folder
+from facerec.manifests import MANIFEST_COLUMNS, read_manifest
+from facerec.verify import build_manifest, open_rgb, summarize_manifest
 
 MIN_SIDE_PX = 32
 
@@ -77,6 +73,10 @@ CASES = {
     "__MACOSX/pins_Adriana Lima/._gray.png": (b"\x00\x05\x16\x07", "junk", "", ""),
     "__MACOSX/pins_Adriana Lima/real.png": (_encoded(_noise("L"), "PNG"), "junk", "", ""),
     "stray.png": (_encoded(_noise("RGB"), "PNG"), "no_identity", "RGB", "PNG"),
+    "pins_Adriana Lima/tiff_named.jpg": (_encoded(_noise("RGB"), "TIFF"), "unsupported_format", "RGB", "TIFF"),
+    "pins_Adriana Lima/.hidden.jpg": (_encoded(_noise("RGB"), "JPEG"), "hidden", "", ""),
+    ".thumbnails/pins_Adriana Lima/a.jpg": (_encoded(_noise("RGB"), "JPEG"), "hidden", "", ""),
+    "pins_Adriana Lima/2019/deeper.jpg": (_encoded(_noise("RGB"), "JPEG"), "nested", "RGB", "JPEG"),
 }
 
 
@@ -146,8 +146,8 @@ def test_summary_counts(dataset):
     summary = summarize_manifest(build_manifest(dataset, min_side_px=MIN_SIDE_PX, workers=1))
     assert summary == {
         "files_seen": len(CASES), "ok": 6, "identities": 2,
-        "rejected": {"empty": 1, "junk": 5, "no_identity": 1, "not_an_image": 1,
-                     "too_large": 1, "too_small": 1, "truncated": 1},
+        "rejected": {"empty": 1, "hidden": 2, "junk": 5, "nested": 1, "no_identity": 1, "not_an_image": 1,
+                     "too_large": 1, "too_small": 1, "truncated": 1, "unsupported_format": 1},
     }, "summary must match the cases"
 
 
@@ -186,18 +186,18 @@ def test_find_dataset_root_kaggle_layout_with_macos_junk(tmp_path):
     _touch(tmp_path / "105_classes_pins_dataset" / "pins_C" / "c.jpg")
     _touch(tmp_path / "__MACOSX" / "105_classes_pins_dataset" / "._pins_C")
     _touch(tmp_path / ".DS_Store")
-    assert find_dataset_root(tmp_path) == tmp_path / "105_classes_pins_dataset", "past wrapper"
+    assert find_dataset_root(tmp_path).root == tmp_path / "105_classes_pins_dataset", "past wrapper"
 
 
 def test_find_dataset_root_orl_and_flat_layouts(tmp_path):
     _touch(tmp_path / "orl" / "orl_faces" / "s1" / "1.png")
     _touch(tmp_path / "orl" / "orl_faces" / "s2" / "1.png")
-    assert find_dataset_root(tmp_path / "orl") == tmp_path / "orl" / "orl_faces", "orl mirror"
+    assert find_dataset_root(tmp_path / "orl").root == tmp_path / "orl" / "orl_faces", "orl mirror"
     _touch(tmp_path / "flat" / "alice" / "1.jpg")
     _touch(tmp_path / "flat" / "bob" / "1.jpg")
-    assert find_dataset_root(tmp_path / "flat") == tmp_path / "flat", "identities at top"
+    assert find_dataset_root(tmp_path / "flat").root == tmp_path / "flat", "identities at top"
     _touch(tmp_path / "single" / "alice" / "1.jpg")
-    assert find_dataset_root(tmp_path / "single") == tmp_path / "single", "one identity"
+    assert find_dataset_root(tmp_path / "single").root == tmp_path / "single", "one identity"
 
 
 def test_find_dataset_root_without_identity_folders_explains_layout(tmp_path):
@@ -207,9 +207,93 @@ def test_find_dataset_root_without_identity_folders_explains_layout(tmp_path):
         find_dataset_root(tmp_path / "wrapper")
 
 
-def test_unreadable_file_is_reported_not_raised(tmp_path):
+def test_unreadable_file_is_reported_not_raised(tmp_path, monkeypatch):
     (tmp_path / "person").mkdir()
-    (tmp_path / "person" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")  # dangling link
+    (tmp_path / "person" / "a.jpg").write_bytes(_encoded(_noise("RGB"), "JPEG"))
+
+    def failing_digest(*_args, **_kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("hashlib.file_digest", failing_digest)
     manifest = build_manifest(tmp_path, min_side_px=1, workers=1)
     assert manifest["status"].tolist() == ["unreadable"], "an OSError on read is a status"
     assert manifest["bytes"].isna().all(), "size unknown when the file cannot be read"
+
+
+def test_symlinks_are_never_followed(tmp_path):
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(_encoded(_noise("RGB"), "JPEG"))
+    root = tmp_path / "root"
+    (root / "alice").mkdir(parents=True)
+    (root / "alice" / "real.jpg").write_bytes(outside.read_bytes())
+    (root / "alice" / "face.jpg").symlink_to(outside)
+    (root / "alice" / "passwd.jpg").symlink_to("/etc/passwd")
+    (root / "alice" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / "bob").symlink_to(tmp_path)  # a linked folder is neither walked nor an identity
+    manifest = build_manifest(root, min_side_px=1, workers=1).set_index("path")
+    links = ["alice/face.jpg", "alice/gone.jpg", "alice/passwd.jpg", "bob"]
+    assert manifest.loc[links, "status"].tolist() == ["symlink"] * 4, "every link gets the symlink status"
+    assert manifest.loc[links, "bytes"].isna().all(), "no size of a link's target"
+    assert (manifest.loc[links, "sha256"] == "").all(), "no hash of a link's target"
+    assert manifest.loc["alice/real.jpg", "status"] == "ok", "the real file is still data"
+    assert len(manifest) == 5, "nothing under the linked folder is listed"
+
+
+def test_non_utf8_name_gets_a_status_and_a_printable_path(tmp_path):
+    root = tmp_path / "root"
+    (root / "alice").mkdir(parents=True)
+    (root / "alice" / "good.jpg").write_bytes(_encoded(_noise("RGB"), "JPEG"))
+    with open(os.path.join(os.fsencode(root / "alice"), b"Ren\xe9e.jpg"), "wb") as handle:
+        handle.write(_encoded(_noise("RGB"), "JPEG"))
+    manifest = build_manifest(root, min_side_px=1, workers=1)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False, encoding="utf-8")  # must not raise
+    assert manifest.set_index("path").loc["alice/Ren\\xe9e.jpg", "status"] == "non_utf8_name", "named, byte shown"
+
+
+@pytest.mark.parametrize("fmt,mode", [
+    ("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "P"),
+    ("GIF", "P"), ("WEBP", "RGB"), ("BMP", "RGB"), ("BMP", "L"), ("BMP", "1"), ("TIFF", "RGB"),
+    ("PPM", "RGB"), ("ICO", "RGBA"), ("TGA", "RGB"), ("JPEG2000", "RGB"),
+])
+def test_ok_exactly_when_tensorflow_decodes(tmp_path, fmt, mode):
+    import tensorflow as tf
+
+    image = _noise("L").convert("I;16") if mode == "I;16" else _noise("RGB").convert(mode)
+    data = _encoded(image, fmt)
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "image.jpg").write_bytes(data)
+    status = build_manifest(tmp_path, min_side_px=1, workers=1)["status"].item()
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+        decodes = True
+    except tf.errors.InvalidArgumentError:
+        decodes = False
+    assert (status == "ok") == decodes, f"{fmt} {mode}: verify says {status}, TensorFlow decodes: {decodes}"
+    assert status in ("ok", "unsupported_format"), f"{fmt} {mode}: only the format is at stake, got {status}"
+
+
+def test_manifest_reads_back_with_its_types(dataset, tmp_path):
+    manifest = build_manifest(dataset, min_side_px=MIN_SIDE_PX, workers=1)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False, encoding="utf-8")
+    back = read_manifest(tmp_path / "manifest.csv")
+    assert back.dtypes.to_dict() == manifest.dtypes.to_dict(), "the reader restores every column type"
+    assert back.equals(manifest), "round trip is lossless, empty cells included"
+    ok = back[back["status"] == "ok"]
+    assert float(ok["width"].median()) == 48.0, "sizes are numbers even with rejected rows present"
+
+
+def test_find_dataset_root_past_a_readme_beside_the_wrapper(tmp_path):
+    _touch(tmp_path / "orl_faces" / "s1" / "1.png")
+    _touch(tmp_path / "orl_faces" / "s2" / "1.png")
+    (tmp_path / "orl_faces_README.txt").write_text("The ORL database of faces")
+    _touch(tmp_path / ".git" / "HEAD")
+    (tmp_path / "link").symlink_to(tmp_path / "orl_faces")
+    found = find_dataset_root(tmp_path)
+    assert found.root == tmp_path / "orl_faces", "README, hidden folder and link do not stop the descent"
+    assert found.ignored == [".git/", "link", "orl_faces_README.txt"], f"ignored files reported: {found.ignored}"
+
+
+def test_find_dataset_root_stops_where_an_image_lies_beside_the_folder(tmp_path):
+    _touch(tmp_path / "alice" / "inner" / "1.png")
+    (tmp_path / "bob.png").write_bytes(_encoded(_noise("RGB"), "PNG"))
+    assert find_dataset_root(tmp_path).root == tmp_path, "an image beside the folder makes this the root"

@@ -11,6 +11,8 @@ import pandas as pd
 import yaml
 from conftest import PROJECT_ROOT
 
+from facerec.layout import identity_from_folder
+
 # Small enough for CPU: 32 px, a few epochs, a random (weights none) base and a short phase 2.
 TINY_TRAIN = {"image_size": 32, "batch_size": 6, "epochs": 2, "fine_tune_epochs": 1, "weights": "none",
               "fine_tune_from": "conv5_block3_1_conv", "early_stopping_patience": 0, "cache": "none",
@@ -23,7 +25,7 @@ def make_project(root: Path, raw_dir: Path, **train) -> Path:
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["train"].update({**TINY_TRAIN, **train})
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    rows = [{"path": path.relative_to(raw_dir).as_posix(), "identity": path.parent.name.removeprefix("pins_")}
+    rows = [{"path": path.relative_to(raw_dir).as_posix(), "identity": identity_from_folder(path.parent.name)}
             for path in sorted(raw_dir.rglob("*.jpg"))]
     frame = pd.DataFrame(rows)
     val_mask = frame.groupby("identity").cumcount() < 3

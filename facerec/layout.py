@@ -1,0 +1,107 @@
+"""The dataset layout rules: where the identity folders are, and which paths under them are data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from facerec.errors import PipelineInputError
+
+JUNK_NAMES = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
+_MAX_WRAPPER_DEPTH = 32  # a bound, not a limit anyone meets: wrappers are one or two levels deep
+EXPECTED_LAYOUT = (
+    "expected <root>/<identity>/<image files>, e.g. "
+    "105_classes_pins_dataset/pins_<Name>/<file>.jpg or orl_faces/s1/1.png, "
+    "optionally inside wrapper folders (a wrapper may hold README or licence files beside its one folder)"
+)
+
+
+@dataclass(frozen=True)
+class DatasetRoot:
+    """The folder whose sub-folders are identities, and what was left beside it on the way down."""
+
+    root: Path
+    ignored: list[str]  # POSIX paths relative to the searched tree; folders end in "/"
+
+
+def is_junk_name(name: str) -> bool:
+    """True for OS metadata files and folders (macOS, Windows) that are never data."""
+    return name in JUNK_NAMES or name.startswith("._")
+
+
+def is_hidden_name(name: str) -> bool:
+    """True for dot-files and dot-folders, which are tool state (.git, .ipynb_checkpoints), not data."""
+    return name.startswith(".") and name not in (".", "..")
+
+
+def layout_status(relative_parts: tuple[str, ...]) -> str | None:
+    """Status a file gets from its place alone (junk, hidden, no_identity, nested), or None."""
+    if any(is_junk_name(part) for part in relative_parts):
+        return "junk"
+    if any(is_hidden_name(part) for part in relative_parts):
+        return "hidden"
+    if len(relative_parts) == 1:
+        return "no_identity"
+    if len(relative_parts) > 2:
+        # <identity>/<sub>/<image>: the label is ambiguous (the outer or the inner folder), and a
+        # wrong guess trains on wrong labels, so such images are reported and left out.
+        return "nested"
+    return None
+
+
+def printable_name(name: str) -> str:
+    """A file name as text UTF-8 can store: undecodable bytes (non-UTF-8 names) shown as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def identity_from_folder(folder_name: str) -> str:
+    """Identity label of a folder: the name without Kaggle's `pins_` prefix, otherwise verbatim."""
+    return folder_name.removeprefix("pins_")
+
+
+def _is_real_folder(path: Path) -> bool:
+    """A directory that is not a symlink (links are never followed)."""
+    return path.is_dir() and not path.is_symlink()
+
+
+def _is_image(path: Path) -> bool:
+    """True if Pillow recognises the file's header as an image (content, not extension)."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # any header Pillow cannot identify, whatever the plugin raises
+        return False
+
+
+def _is_data(path: Path) -> bool:
+    return not (is_junk_name(path.name) or is_hidden_name(path.name))
+
+
+def find_dataset_root(tree: Path) -> DatasetRoot:
+    """Descend as a person would: through levels holding one folder plus only non-image files."""
+    tree = Path(tree)
+    if not _is_real_folder(tree):
+        raise PipelineInputError(f"Dataset folder not found: {tree}; {EXPECTED_LAYOUT}.")
+    current, ignored = tree, []
+    for _ in range(_MAX_WRAPPER_DEPTH):
+        children = sorted(current.iterdir())
+        folders = [child for child in children if _is_real_folder(child) and _is_data(child)]
+        others = [child for child in children if child not in folders]
+        # A lone folder is a wrapper only if it has folders itself (otherwise it is the one
+        # identity of a single-class dataset) and nothing beside it is an image of the root.
+        wrapper = (len(folders) == 1 and not any(_is_image(other) for other in others if _is_data(other))
+                   and any(_is_real_folder(child) and _is_data(child) for child in folders[0].iterdir()))
+        if wrapper:
+            ignored += [other.relative_to(tree).as_posix() + ("/" if _is_real_folder(other) else "")
+                        for other in others]
+            current = folders[0]
+            continue
+        if folders:
+            return DatasetRoot(current, ignored)
+        break
+    raise PipelineInputError(f"No identity folders found under {tree}; {EXPECTED_LAYOUT}.")
