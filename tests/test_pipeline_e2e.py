@@ -3,59 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from conftest import PROJECT_ROOT
+from dvc_project import TINY_PARAMS, make_repo
+from dvc_project import sh as _sh
 
 pytestmark = pytest.mark.slow
-
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "facerec", "stages"]
-TINY_PARAMS = {
-    "download": {"source": "synthetic", "synthetic": {"identities": 5, "images_per_identity": 16,
-                                                      "image_size_px": 48}},
-    "split": {"min_images_per_identity": 3, "unknown_identities": 1},
-    "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "weights": "none", "batch_size": 16},
-}
-
-
-def _merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        base[key] = _merge(base[key], value) if isinstance(value, dict) and key in base else value
-    return base
-
-
-def _sh(repo: Path, *command: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A copy of the project with tiny params, committed, after one full `dvc repro`."""
-    repo = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, repo / name)
-    params = _merge(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")), TINY_PARAMS)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    _sh(repo, "git", "init", "-q")
-    _sh(repo, "dvc", "init", "-q")
-    _sh(repo, "git", "add", "-A")
-    _sh(repo, "git", "commit", "-qm", "project")
+    repo = make_repo(tmp_path_factory.mktemp("project"), TINY_PARAMS)
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "first run")

@@ -1,0 +1,55 @@
+"""Helpers for end-to-end tests: the project copied into a fresh git + DVC repository, and commands in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import PROJECT_ROOT
+
+# Every stage in a minute or two on CPU: a few small synthetic identities, 1 epoch, a random base.
+TINY_PARAMS = {
+    "download": {"source": "synthetic", "synthetic": {"identities": 5, "images_per_identity": 16,
+                                                      "image_size_px": 48}},
+    "split": {"min_images_per_identity": 3, "unknown_identities": 1},
+    "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "weights": "none", "batch_size": 16},
+}
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "facerec", "stages"]
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """Apply nested `changes` onto `base` (in place) and return it."""
+    for key, value in changes.items():
+        base[key] = merge(base[key], value) if isinstance(value, dict) and key in base else value
+    return base
+
+
+def sh(repo: Path, *command: str) -> str:
+    """Run a command in the repository (our venv first on PATH); fail the test with its output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def make_repo(repo: Path, params_changes: dict) -> Path:
+    """A committed copy of the project in `repo` with params.yaml changed by `params_changes`."""
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / name)
+    params = merge(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")), params_changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "project")
+    return repo
