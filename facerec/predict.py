@@ -22,7 +22,8 @@ import tensorflow as tf
 import facerec.model  # registers the custom layers safe_mode needs (imported for that alone)
 import facerec.training  # noqa: F401  registers the label-smoothing loss
 from facerec.data import decode_and_resize, make_dataset
-from facerec.open_set import SCORES, known_score, read_threshold
+from facerec.gallery import GalleryError, describe_match, l2_normalise, read_gallery
+from facerec.open_set import SCORES, known_score, model_digest, read_threshold
 
 log = logging.getLogger("facerec.predict")
 
@@ -44,9 +45,14 @@ class Classifier:
 
     def predict(self, inputs, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, logits); logits are the final Dense layer's output before its softmax."""
+        return self.predict_with_features(inputs, batch_size)[:2]
+
+    def predict_with_features(self, inputs, batch_size: int | None = None) -> tuple[np.ndarray, ...]:
+        """(probabilities, logits, features); features are the head's output that the final Dense layer reads."""
         probabilities, features = self.network.predict(inputs, batch_size=batch_size, verbose=0)
+        features = features.astype(np.float32)
         kernel, bias = self.model.get_layer("identity").get_weights()
-        return probabilities, features.astype(np.float32) @ kernel + bias
+        return probabilities, features @ kernel + bias, features
 
 
 def load_classifier(model_path: Path) -> Classifier:
@@ -59,16 +65,23 @@ def load_classifier(model_path: Path) -> Classifier:
 
 def predict_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
     """(probabilities, logits) for every row of a split manifest, in its order (never shuffled)."""
+    return predict_frame_with_features(classifier, frame, raw_dir, batch_size)[:2]
+
+
+def predict_frame_with_features(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
+    """(probabilities, logits, features) for every row of a split manifest, in its order."""
     labels = classifier.labels
     if frame.empty:
-        return np.zeros((0, len(labels)), np.float32), np.zeros((0, len(labels)), np.float32)
+        width = classifier.network.outputs[1].shape[-1]
+        return (np.zeros((0, len(labels)), np.float32), np.zeros((0, len(labels)), np.float32),
+                np.zeros((0, width), np.float32))
     # make_dataset needs a known label per row; unknown-identity rows get a placeholder that is
     # dropped below, so every split goes through the one input pipeline training used.
     known = frame["identity"].isin(labels)
     frame = frame.assign(identity=frame["identity"].where(known, labels[0]))
     dataset = make_dataset(frame, raw_dir, labels, image_size_px=classifier.image_size_px, batch_size=batch_size,
                            shuffle=False, seed=0)
-    return classifier.predict(dataset.map(lambda images, _: images))
+    return classifier.predict_with_features(dataset.map(lambda images, _: images))
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -110,7 +123,8 @@ def describe(path, probabilities, logits, labels, top_k, threshold, score_name) 
 
 def format_line(result: dict) -> str:
     """Human-readable one-line summary of a file's result."""
-    ranked = ", ".join(f"{item['identity']} {item['probability']:.3f}" for item in result["top_k"])
+    ranked = ", ".join(f"{item['identity']} {item.get('probability', item.get('cosine')):.3f}"
+                       for item in result["top_k"])
     if result["prediction"] == "unknown":
         return (f"{result['path']}\tunknown ({result['score_name']} {result['score']:.3f} < threshold "
                 f"{result['threshold']:.3f}); nearest: {ranked}")
@@ -152,6 +166,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "max_logit = top pre-softmax output. Default: the threshold file's, else max_softmax; "
                              "a threshold file for another score is not applied")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--gallery", type=Path, default=None,
+                        help="a gallery made by `python -m facerec.enroll`: rank enrolled people and trained "
+                             "identities together by cosine similarity, with the gallery's unknown-face threshold "
+                             "(--threshold overrides it; --score and --threshold-file do not apply)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of results instead of text lines")
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -166,15 +184,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         print(f"error: no model at {args.model}; run `dvc repro train` or pass --model", file=sys.stderr)
         return 1
+    if args.gallery is not None:
+        try:
+            gallery = read_gallery(args.gallery, model_digest(args.model))
+        except GalleryError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     classifier = load_classifier(args.model)
-    threshold, score_name = resolve_threshold(args, args.model)
+    if args.gallery is None:
+        threshold, score_name = resolve_threshold(args, args.model)
+    else:
+        threshold = gallery.cosine_threshold if args.threshold is None else args.threshold
+        view = gallery.prototypes()
     results: list[dict] = []
     files = collect_files(args.paths)
     for start in range(0, len(files), CHUNK_IMAGES):
         decoded, images, errors = decode_files(files[start:start + CHUNK_IMAGES], classifier.image_size_px)
         results.extend({"path": str(path), "error": reason} for path, reason in errors)
         if images:
-            probabilities, logits = classifier.predict(np.stack(images), batch_size=args.batch_size)
+            probabilities, logits, features = classifier.predict_with_features(np.stack(images), args.batch_size)
+            if args.gallery is not None:
+                embeddings = l2_normalise(features)
+                results.extend(describe_match(path, embeddings[row], view, args.top_k, threshold)
+                               for row, path in enumerate(decoded))
+                continue
             results.extend(describe(path, probabilities[row], logits[row], classifier.labels, args.top_k, threshold,
                                     score_name) for row, path in enumerate(decoded))
     for result in results:

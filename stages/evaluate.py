@@ -20,11 +20,13 @@ from facerec.evaluation import (
     random_sample,
     summary_metrics,
 )
+from facerec.enrolment import enrolment_metrics
 from facerec.figures import image_grid, plot_open_set
+from facerec.gallery import known_gallery, l2_normalise, write_gallery
 from facerec.manifests import load_split
 from facerec.open_set import SCORES, known_score, model_digest, summarise
 from facerec.params import load_params, require_choice, require_range
-from facerec.predict import load_classifier, predict_frame
+from facerec.predict import load_classifier, predict_frame_with_features
 from facerec.stage_runner import run_stage
 
 log = logging.getLogger("facerec.evaluate")
@@ -43,6 +45,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threshold-out", type=Path, required=True,
                         help="open-set threshold for this model, read by `python -m facerec.predict`")
     parser.add_argument("--plots-dir", type=Path, required=True)
+    parser.add_argument("--known-gallery", type=Path, required=True,
+                        help="the trained identities' gallery (val centroids, cosine threshold) that "
+                             "`python -m facerec.enroll` starts from")
     return parser.parse_args()
 
 
@@ -52,6 +57,7 @@ def check_params(params: dict) -> None:
     require_range("evaluate.known_acceptance_rate", params["known_acceptance_rate"], 0.01, 1.0)
     require_choice("evaluate.open_set_score", params["open_set_score"], SCORES)
     require_range("evaluate.grid_images", params["grid_images"], 1, 200, integer=True)
+    require_range("evaluate.enrol_images", params["enrol_images"], 1, 1000, integer=True)
 
 
 def scores_of(outputs) -> dict:
@@ -111,8 +117,10 @@ def main() -> None:
     frames = {"test": load_split(args.test), "val": load_split(args.val)}
     if args.unknown.is_file() and not (unknown := load_split(args.unknown)).empty:
         frames["unknown"] = unknown
-    outputs = {name: predict_frame(classifier, frame, args.raw_dir, params["batch_size"])
-               for name, frame in frames.items()}
+    full_outputs = {name: predict_frame_with_features(classifier, frame, args.raw_dir, params["batch_size"])
+                    for name, frame in frames.items()}
+    outputs = {name: (probabilities, logits) for name, (probabilities, logits, _) in full_outputs.items()}
+    embeddings = {name: l2_normalise(features) for name, (_, _, features) in full_outputs.items()}
     true_ids = label_ids(frames["test"]["identity"], labels)
     probabilities = outputs["test"][0]
 
@@ -121,6 +129,18 @@ def main() -> None:
     metrics["n_val"] = len(frames["val"])
     args.plots_dir.mkdir(parents=True, exist_ok=True)
     metrics["open_set"] = open_set_report(frames, outputs, args, params)
+    gallery = known_gallery(embeddings["val"], label_ids(frames["val"]["identity"], labels), labels,
+                            params["known_acceptance_rate"], model_digest(args.model_dir / "model.keras"))
+    write_gallery(args.known_gallery, gallery)
+    if "unknown" in frames:
+        enrolment = enrolment_metrics(gallery, frames["unknown"], embeddings["unknown"], embeddings["test"],
+                                      params["enrol_images"], seed)
+        if enrolment is not None:
+            metrics["enrolment"] = enrolment
+            log.info("Enrolment: %d held-out identities enrolled from %d photos each; top-1 %.1f %% on their other "
+                     "%d photos; %.1f %% of %d known test photos taken for an enrolled person",
+                     enrolment["n_identities"], enrolment["enrol_images"], 100 * enrolment["top1_accuracy"],
+                     enrolment["n"], 100 * enrolment["known_taken_for_enrolled_rate"], enrolment["n_known"])
     write_json(args.metrics, metrics)
     predicted = probabilities.argmax(axis=1)
     write_csv(args.plots_dir / "confusion.csv", pd.DataFrame(

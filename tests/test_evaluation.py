@@ -89,7 +89,8 @@ def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, un
 
     out_dir.mkdir()
     params = {"base": {"seed": 0}, "evaluate": {"top_k": 2, "batch_size": 8, "known_acceptance_rate": 0.9,
-                                                "open_set_score": "max_softmax", "grid_images": 6}}
+                                                "open_set_score": "max_softmax", "grid_images": 6,
+                                                "enrol_images": 5}}
     (out_dir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     monkeypatch.chdir(out_dir)
     splits = project / "splits"
@@ -97,7 +98,7 @@ def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, un
         "evaluate", "--raw-dir", str(raw_dir), "--test", str(splits / "test.csv"), "--val", str(splits / "val.csv"),
         "--unknown", str(splits / ("unknown.csv" if unknown else "absent.csv")),
         "--model-dir", str(project / "models"), "--metrics", "metrics/eval.json",
-        "--threshold-out", "metrics/open_set.json", "--plots-dir", "plots/eval"])
+        "--threshold-out", "metrics/open_set.json", "--plots-dir", "plots/eval", "--known-gallery", "known_gallery"])
     evaluate.main()
     return json.loads((out_dir / "metrics/eval.json").read_text(encoding="utf-8"))
 
@@ -173,6 +174,13 @@ def test_stage_with_unknown_identities(project, synthetic_root, tmp_path, monkey
     for name in ("confusion.png", "misclassified.png", "predictions.png", "open_set_scores.png",
                  "confusion.csv", "per_identity.csv", "most_confused.csv"):
         assert (tmp_path / "run/plots/eval" / name).stat().st_size > 0, f"{name} written"
+    enrolment = metrics["enrolment"]
+    assert enrolment["n_identities"] == 1 and enrolment["n"] == 12 - 5, "held-out identity enrolled from 5, 7 probed"
+    assert 0 <= enrolment["top1_accuracy"] <= 1 and len(enrolment["top1_accuracy_ci95"]) == 2, "accuracy with its CI"
+    assert enrolment["n_known"] == 9 and 0 <= enrolment["known_taken_for_enrolled_rate"] <= 1, "known faces checked"
+    gallery = json.loads((tmp_path / "run/known_gallery/gallery.json").read_text(encoding="utf-8"))
+    assert len(gallery["known_identities"]) == 3 and gallery["enrolled"] == [], "trained identities' gallery written"
+    assert gallery["model_sha256"] == record["model_sha256"], "the gallery names the model it was computed with"
 
 
 def test_stage_without_unknown_split(project, synthetic_root, tmp_path, monkeypatch):
@@ -181,3 +189,4 @@ def test_stage_without_unknown_split(project, synthetic_root, tmp_path, monkeypa
     assert "false_accept_rate" not in open_set and "auroc" not in open_set, "no unknowns, no false-accept rate"
     assert open_set["false_reject_rate"] is not None, "the threshold is still chosen and checked on known test images"
     assert (tmp_path / "run/plots/eval/open_set_scores.png").is_file(), "the declared figure exists either way"
+    assert "enrolment" not in metrics, "no held-out identities, nothing to enrol"

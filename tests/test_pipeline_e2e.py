@@ -29,6 +29,9 @@ def test_declared_metrics_exist_with_expected_keys(repo):
     open_set = evaluation["open_set"]
     assert open_set["n_unknown_identities"] == 1 and 0 < open_set["n_unknown"] <= 16, "the held-out identity was scored"
     assert 0.0 <= open_set["auroc"] <= 1.0, "unknown-face rejection measured"
+    enrolment = evaluation["enrolment"]
+    assert enrolment["n_identities"] == 1 and enrolment["n"] == open_set["n_unknown"] - 5, "enrolled from 5 photos"
+    assert (repo / "known_gallery/gallery.json").is_file(), "evaluate wrote the trained identities' gallery"
     threshold = json.loads((repo / "metrics/open_set.json").read_text(encoding="utf-8"))
     assert threshold["threshold"] == open_set["threshold"], "predict reads the threshold evaluate chose"
     data = json.loads((repo / "metrics/data.json").read_text(encoding="utf-8"))
