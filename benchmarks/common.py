@@ -6,7 +6,6 @@ import argparse
 import os
 import statistics
 import sys
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -23,18 +22,19 @@ def mirror_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def extract_mirror(mirror: Path, work_dir: Path) -> Path:
-    """Unzip the mirror into work_dir (a temporary folder) and return the folder of identity folders."""
-    with zipfile.ZipFile(mirror) as bundle:
-        bundle.extractall(work_dir)
-    roots = [path for path in work_dir.iterdir() if path.is_dir()]
-    if len(roots) != 1:
-        raise SystemExit(f"expected one top folder in {mirror}, found {[path.name for path in roots]}")
-    return roots[0]
+    """Extract the mirror into work_dir as the download stage does; return the folder of identity folders."""
+    from facerec.params import load_params
+    from facerec.sources import stage_archive
+
+    staged = stage_archive(mirror, work_dir, str(mirror), "local", load_params(REPO_ROOT / "params.yaml")["download"])
+    return staged.root
 
 
 def train_manifest(raw_dir: Path, seed: int = 42, train_fraction: float = 0.7) -> pd.DataFrame:
     """Seeded share of every identity's images (path, identity): the size of the real train split."""
-    rows = [{"path": path.relative_to(raw_dir).as_posix(), "identity": path.parent.name.removeprefix("pins_")}
+    from facerec.layout import identity_from_folder
+
+    rows = [{"path": path.relative_to(raw_dir).as_posix(), "identity": identity_from_folder(path.parent.name)}
             for path in sorted(raw_dir.rglob("*.jpg"))]
     frame = pd.DataFrame(rows).sample(frac=1.0, random_state=seed)
     position = frame.groupby("identity").cumcount() / frame.groupby("identity")["path"].transform("count")

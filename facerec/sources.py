@@ -44,11 +44,10 @@ def extraction_limits(params: dict, archive_path: Path) -> ExtractionLimits:
                             archive_bytes=Path(archive_path).stat().st_size)
 
 
-def stage_archive(archive_path: Path, staging_dir: Path, source: str, version: str,
-                  limits: ExtractionLimits) -> StagedDataset:
-    """Extract an archive safely and locate the folder that holds the identity folders."""
+def stage_archive(archive_path: Path, staging_dir: Path, source: str, version: str, params: dict) -> StagedDataset:
+    """Extract an archive safely (within the download section's caps) and locate the identity folders."""
     extracted = staging_dir / "extracted"
-    refused = extract_archive(archive_path, extracted, limits)
+    refused = extract_archive(archive_path, extracted, extraction_limits(params, archive_path))
     found = find_dataset_root(extracted)
     skipped = [(entry.name, entry.reason) for entry in refused]
     skipped += [(printable_name(name), "outside_root") for name in found.ignored]
@@ -87,7 +86,7 @@ def stage_kaggle(params: dict, staging_dir: Path, cache_dir: Path) -> StagedData
         max_attempts=params["max_attempts"], retry_wait_s=params["retry_wait_s"],
     )
     return stage_archive(archive.archive_path, staging_dir, f"kaggle:{params['kaggle_dataset']}", archive.version,
-                         extraction_limits(params, archive.archive_path))
+                         params)
 
 
 def stage_source(params: dict, seed: int, staging_dir: Path, kaggle_cache_dir: Path) -> StagedDataset:
@@ -101,7 +100,7 @@ def stage_source(params: dict, seed: int, staging_dir: Path, kaggle_cache_dir: P
     if path.is_dir():
         return stage_folder(path, staging_dir)
     if path.is_file():
-        return stage_archive(path, staging_dir, str(path), "local", extraction_limits(params, path))
+        return stage_archive(path, staging_dir, str(path), "local", params)
     raise PipelineInputError(
         f"params.yaml: download.source = {source!r} is not 'kaggle', 'synthetic', or an existing "
         "archive (.zip, .tar[.gz|.bz2|.xz]) or folder with one sub-folder per identity"

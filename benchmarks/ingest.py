@@ -1,0 +1,57 @@
+"""Benchmark: wall time of the download stage's ingest of the Pins mirror — extraction, then verification.
+
+Runs the stage's own functions (safe extraction with the caps from params.yaml, root finding,
+sha256 + full decode of every file on all cores) on the mirror under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO_ROOT, load_average, mirror_argument, summary
+
+from facerec.params import load_params
+from facerec.sources import stage_archive
+from facerec.verify import build_manifest, summarize_manifest
+
+log = logging.getLogger("benchmarks.ingest")
+
+
+def one_run(mirror: Path, params: dict) -> dict:
+    """Seconds to extract and to verify, and the manifest's summary."""
+    with tempfile.TemporaryDirectory(prefix="ingest-") as work_dir:
+        started = time.perf_counter()
+        staged = stage_archive(mirror, Path(work_dir), str(mirror), "local", params)
+        extracted_s = time.perf_counter() - started
+        manifest = build_manifest(staged.root, min_side_px=params["min_side_px"])
+        verified_s = time.perf_counter() - started - extracted_s
+    return {"extract_s": extracted_s, "verify_s": verified_s, "summary": summarize_manifest(manifest),
+            "skipped": len(staged.skipped)}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__)
+    mirror_argument(parser)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    params = load_params(REPO_ROOT / "params.yaml")["download"]
+    runs = [one_run(args.mirror, params) for _ in range(args.runs)]
+    result = {
+        "extract_s": summary([run["extract_s"] for run in runs]),
+        "verify_s": summary([run["verify_s"] for run in runs]),
+        "total_s": summary([run["extract_s"] + run["verify_s"] for run in runs]),
+        "manifest": runs[-1]["summary"],
+        "skipped_entries": runs[-1]["skipped"],
+        "load_average": load_average(),
+    }
+    log.info("%s", json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
