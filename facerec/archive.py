@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -227,8 +226,7 @@ def _looks_like_supported_archive(archive_path: Path) -> bool:
 
 def _corrupt(archive_path: Path, detail: str) -> PipelineInputError:
     return PipelineInputError(
-        f"Archive {archive_path} is truncated or corrupt ({detail}); download it again "
-        "(for Kaggle, delete it from the download cache folder first)."
+        f"Archive {archive_path} is truncated or corrupt ({detail}); download it again."
     )
 
 
