@@ -254,5 +254,13 @@ def extract_archive(archive_path: Path, target_dir: Path, limits: ExtractionLimi
             )
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
         raise _corrupt(archive_path, str(error)) from error
+    except UnicodeDecodeError as error:
+        # zipfile decodes every name when opening; a name flagged UTF-8 that is not stops it there.
+        member = error.object.decode("utf-8", "backslashreplace")
+        raise PipelineInputError(
+            f"Archive {archive_path}: member '{member}' is marked as a UTF-8 name but is not valid "
+            "UTF-8; re-pack the archive with UTF-8 names, or extract it with a tool of your choice "
+            "and point download.source at the folder (such names are then skipped and reported)."
+        ) from error
     _log_refused(archive_path, refused)
     return refused

@@ -85,7 +85,7 @@ def _is_data(path: Path) -> bool:
 def find_dataset_root(tree: Path) -> DatasetRoot:
     """Descend as a person would: through levels holding one folder plus only non-image files."""
     tree = Path(tree)
-    if not _is_real_folder(tree):
+    if not tree.is_dir():  # the path the user gave may be a link; links inside it are not followed
         raise PipelineInputError(f"Dataset folder not found: {tree}; {EXPECTED_LAYOUT}.")
     current, ignored = tree, []
     for _ in range(_MAX_WRAPPER_DEPTH):

@@ -249,3 +249,14 @@ def test_extraction_stops_at_the_cap_and_names_the_param(tmp_path, limits, param
     assert param in str(error.value) and "pins_A/zeros.jpg" in str(error.value), str(error.value)
     written = sum(path.stat().st_size for path in (tmp_path / "out").rglob("*") if path.is_file())
     assert written <= limits.budget(), f"no more than the budget is written ({written} bytes)"
+
+
+def test_zip_name_flagged_utf8_but_not_is_a_clear_error(tmp_path):
+    archive = _write_zip(tmp_path / "flagged.zip", {"pins_A/Renxe.jpg": b"data"})
+    data = bytearray(archive.read_bytes().replace(b"Renxe", b"Ren\xe9e"))  # latin-1 é, not UTF-8
+    data[data.find(b"PK\x03\x04") + 7] |= 0x08  # general-purpose bit 11: "names are UTF-8"
+    data[data.find(b"PK\x01\x02") + 9] |= 0x08
+    archive.write_bytes(bytes(data))
+    with pytest.raises(PipelineInputError) as error:
+        extract_archive(archive, tmp_path / "out", LIMITS)
+    assert "pins_A/Ren\\xe9e.jpg" in str(error.value) and "UTF-8" in str(error.value), str(error.value)

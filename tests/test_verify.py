@@ -293,6 +293,14 @@ def test_find_dataset_root_past_a_readme_beside_the_wrapper(tmp_path):
     assert found.ignored == [".git/", "link", "orl_faces_README.txt"], f"ignored files reported: {found.ignored}"
 
 
+def test_find_dataset_root_accepts_a_linked_top_folder(tmp_path):
+    _touch(tmp_path / "real" / "faces" / "alice" / "1.png")
+    _touch(tmp_path / "real" / "faces" / "bob" / "1.png")
+    (tmp_path / "given").symlink_to(tmp_path / "real")
+    found = find_dataset_root(tmp_path / "given")
+    assert found.root == tmp_path / "given" / "faces", "the path the user names may itself be a link"
+
+
 def test_find_dataset_root_stops_where_an_image_lies_beside_the_folder(tmp_path):
     _touch(tmp_path / "alice" / "inner" / "1.png")
     (tmp_path / "bob.png").write_bytes(_encoded(_noise("RGB"), "PNG"))
