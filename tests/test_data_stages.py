@@ -16,6 +16,8 @@ import yaml
 
 from conftest import PROJECT_ROOT
 
+from facerec.manifests import load_split, read_manifest
+
 
 def _project(tmp_path: Path, **download) -> Path:
     """A scratch folder with params.yaml (small synthetic defaults) but no DVC."""
@@ -54,7 +56,7 @@ def test_synthetic_download_split_analyze(tmp_path):
     project = _project(tmp_path)
     done = _download(project)
     assert done.returncode == 0, done.stderr
-    manifest = pd.read_csv(project / "data/manifest.csv", keep_default_na=False)
+    manifest = read_manifest(project / "data/manifest.csv")
     assert len(manifest) == 56 and (manifest["status"] == "ok").all(), "every drawn image is listed and ok"
     assert manifest["identity"].nunique() == 4, "identities come from the pins_ folders"
     summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
@@ -63,7 +65,7 @@ def test_synthetic_download_split_analyze(tmp_path):
     done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
                 "--splits-dir", "data/splits", "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
     assert done.returncode == 0, done.stderr
-    splits = {name: pd.read_csv(project / f"data/splits/{name}.csv") for name in ("train", "val", "test")}
+    splits = {name: load_split(project / f"data/splits/{name}.csv") for name in ("train", "val", "test")}
     paths = [set(frame["path"]) for frame in splits.values()]
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2]), "splits are disjoint"
     assert all({"path", "identity"} <= set(frame.columns) for frame in splits.values()), "split schema"
@@ -89,7 +91,7 @@ def test_local_zip_with_spaces_and_non_ascii_names(tmp_path, synthetic_root):
     project = _project(tmp_path / "project", source=str(archive))
     done = _download(project)
     assert done.returncode == 0, done.stderr
-    manifest = pd.read_csv(project / "data/manifest.csv", keep_default_na=False)
+    manifest = read_manifest(project / "data/manifest.csv")
     broken = manifest[manifest["path"] == "pins_Zoë Saldaña/broken.jpg"]
     assert list(broken["status"]) == ["not_an_image"], "bad file is listed with its reason, name intact"
     assert (manifest["status"] == "ok").sum() == 48, "all real images are ok"

@@ -13,7 +13,7 @@ import pytest
 from dvc_project import TINY_PARAMS, make_repo, sh
 from PIL import Image
 
-from facerec.manifests import read_manifest
+from facerec.manifests import load_split, read_manifest
 from facerec.synthetic import generate_synthetic_dataset
 
 pytestmark = pytest.mark.slow
@@ -128,5 +128,5 @@ def test_every_skip_is_reported_with_its_reason(repo):
     assert download["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 2, "symlink": 2}, download
     assert download["rejected"] == {"empty": 1, "hidden": 2, "nested": 1, "not_an_image": 1, "truncated": 1,
                                     "unsupported_format": 1}, download
-    splits = pd.concat(pd.read_csv(path, keep_default_na=False) for path in (repo / "data/splits").glob("*.csv"))
+    splits = pd.concat(load_split(path) for path in (repo / "data/splits").glob("*.csv"))
     assert set(splits["path"]) <= set(manifest.index[manifest["status"] == "ok"]), "only ok images are split"
