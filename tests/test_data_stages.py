@@ -167,3 +167,15 @@ def test_folder_source_skips_links_and_readme_and_reports_them(tmp_path, synthet
     assert not any(path.is_symlink() for path in (project / "data/raw").rglob("*")), "no link reaches data/raw"
     summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
     assert summary["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 1, "symlink": 2}, summary
+
+
+def test_zip_bomb_stops_the_download_naming_the_param(tmp_path):
+    bomb = tmp_path / "faces.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("faces/pins_A/a.jpg", bytes(50_000_000))  # ~50 kB that expand 1000-fold
+    project = _project(tmp_path / "project", source=str(bomb))
+    done = _download(project)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "download.max_extraction_ratio = 100" in done.stderr and "pins_A/a.jpg" in done.stderr, done.stderr
+    assert not (project / "data/raw").exists(), "nothing half-extracted is left as data"
+    assert list((project / "data").iterdir()) == [], "the staging folder is removed"
