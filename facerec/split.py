@@ -192,23 +192,32 @@ def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFra
     return known, too_small
 
 
-def require_two_identities(known: pd.DataFrame, ok_rows: pd.DataFrame, selected: pd.DataFrame,
+def require_two_identities_in_data(manifest: pd.DataFrame, ok_rows: pd.DataFrame) -> None:
+    """Stop when the dataset itself has fewer than two people with usable images."""
+    present = sorted(ok_rows["identity"].unique())
+    if len(present) >= 2:
+        return
+    rejected = manifest.loc[manifest["status"] != "ok", "status"].value_counts().sort_index().to_dict()
+    raise PipelineInputError(
+        f"The manifest has ok images of {len(present)} identities {present}; a classifier needs at "
+        f"least two. Files not used, by status: {rejected or 'none'} (docs/data.md explains each; "
+        "unsupported_format images can be used once converted to JPEG or PNG). Point "
+        "download.source at a dataset with one folder of images per person."
+    )
+
+
+def require_two_identities(known: pd.DataFrame, selected: pd.DataFrame, present: int,
                            unknown: list[str], too_small: pd.Series) -> None:
     """Stop before training a one-class model, whose 100 % accuracy would mean nothing."""
     remaining = sorted(known["identity"].unique())
     if len(remaining) >= 2:
         return
-    in_dataset = ok_rows["identity"].nunique()
-    found = (f"data has {in_dataset} identities with ok images, split.identities/max_identities select "
-             f"{selected['identity'].nunique()}, split.unknown_identities holds out {len(unknown)}, "
-             f"split.min_images_per_identity excludes {len(too_small)}, leaving {remaining}")
-    if in_dataset < 2:
-        fix = ("the dataset itself has fewer than two people: point download.source at a dataset "
-               "with one folder per person (at least two)")
-    else:
-        fix = ("change split.identities, split.max_identities, split.unknown_identities or "
-               "split.min_images_per_identity so that at least two remain")
-    raise PipelineInputError(f"A classifier needs at least two identities to train: {found}; {fix}.")
+    raise PipelineInputError(
+        f"A classifier needs at least two identities to train: the data has {present}, "
+        f"split.identities / split.max_identities select {selected['identity'].nunique()}, "
+        f"split.unknown_identities holds out {len(unknown)}, split.min_images_per_identity excludes "
+        f"{len(too_small)}, leaving {remaining}; change those params so that at least two remain."
+    )
 
 
 def require_training_images(known: pd.DataFrame, assigned: pd.Series) -> None:
@@ -244,6 +253,7 @@ def split_manifest(
     """
     manifest = manifest.reset_index(drop=True)
     ok_rows = manifest[manifest["status"] == "ok"].astype({"identity": str})
+    require_two_identities_in_data(manifest, ok_rows)
     selected = select_identities(ok_rows, config).copy()
     started = time.perf_counter()
     selected_hashes = hash_selected(selected, len(manifest), raw_dir, config, hashes)
@@ -275,7 +285,7 @@ def split_manifest(
     known, too_small = drop_small_identities(
         frame[~frame["identity"].isin(unknown)], config.min_images_per_identity
     )
-    require_two_identities(known, ok_rows, selected, unknown, too_small)
+    require_two_identities(known, selected, ok_rows["identity"].nunique(), unknown, too_small)
     assigned = split_of_rows(known, config)
     require_training_images(known, assigned)
     columns = ["path", "identity", "group"]

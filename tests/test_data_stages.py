@@ -128,7 +128,7 @@ def test_one_person_dataset_stops_at_split_naming_the_param(tmp_path, synthetic_
     assert _download(project).returncode == 0, "one folder of images is still a dataset to verify"
     done = _split(project)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "at least two identities" in done.stderr and "download.source" in done.stderr, done.stderr
+    assert "a classifier needs at least two" in done.stderr and "download.source" in done.stderr, done.stderr
     assert not (project / "data/splits").exists(), "no split is written"
 
 

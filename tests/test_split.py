@@ -275,3 +275,16 @@ def test_identity_without_training_image_is_an_error():
     assigned = pd.Series(["train", "val", "val", "test"])
     with pytest.raises(PipelineInputError, match=r"\['bob'\] without a training image"):
         require_training_images(known, assigned)
+
+
+def test_dataset_without_two_usable_identities_says_why():
+    manifest = pd.DataFrame({
+        "path": [f"s{person}/{index}.pgm" for person in (1, 2) for index in range(5)],
+        "identity": [f"s{person}" for person in (1, 2) for _ in range(5)],
+        "sha256": [f"{index:064x}" for index in range(10)],
+        "status": ["unsupported_format"] * 10,
+    })
+    with pytest.raises(PipelineInputError) as error:
+        split_manifest(manifest, Path("unused"), BASE, hashes=[""] * 10)
+    message = str(error.value)
+    assert "{'unsupported_format': 10}" in message and "download.source" in message, message
