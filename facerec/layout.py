@@ -79,6 +79,7 @@ def _is_image(path: Path) -> bool:
 
 
 def _is_data(path: Path) -> bool:
+    """False for OS metadata and hidden entries, which are never identities or images of ours."""
     return not (is_junk_name(path.name) or is_hidden_name(path.name))
 
 
