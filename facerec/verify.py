@@ -6,6 +6,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -21,6 +22,8 @@ from tqdm import tqdm
 
 from facerec.layout import identity_from_folder, layout_status, printable_name
 from facerec.manifests import MANIFEST_COLUMNS, MANIFEST_DTYPES
+
+log = logging.getLogger(__name__)
 
 # What tf.io.decode_image (facerec/data.py) decodes, by Pillow's format name; MPO is a JPEG with
 # extra frames. BMP is decoded only uncompressed at 8, 24 or 32 bits per pixel.
@@ -163,8 +166,26 @@ def build_manifest(
         parts = printable_name(relative).split("/")
         identity = identity_from_folder(parts[0]) if len(parts) > 1 else ""
         rows.append((printable_name(relative), identity, *result))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return manifest.astype(MANIFEST_DTYPES)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(MANIFEST_DTYPES)
+    _warn_fixable(manifest)
+    return manifest
+
+
+# Statuses of usable pictures left out only by where they lie or how they are encoded.
+_FIXABLE = {
+    "nested": "move them up into their identity folder",
+    "no_identity": "move them into a folder named after the person",
+    "unsupported_format": "convert them to JPEG or PNG",
+}
+
+
+def _warn_fixable(manifest: pd.DataFrame) -> None:
+    """One warning per fixable status, with a count, an example and the fix."""
+    for status, fix in _FIXABLE.items():
+        paths = manifest.loc[manifest["status"] == status, "path"]
+        if len(paths):
+            log.warning("%d images left out as %s (e.g. %r): %s to use them (docs/data.md)",
+                        len(paths), status, paths.iloc[0], fix)
 
 
 def summarize_manifest(manifest: pd.DataFrame) -> dict:

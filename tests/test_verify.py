@@ -130,6 +130,15 @@ def test_bomb_is_rejected_from_the_header_without_decoding(tmp_path, monkeypatch
     assert decoded == [], "pixels of an over-limit image must never be decoded"
 
 
+def test_fixable_statuses_are_warned_with_an_example_and_the_fix(dataset, caplog):
+    build_manifest(dataset, min_side_px=MIN_SIDE_PX, workers=1)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    for expected in ("as nested (e.g. 'pins_Adriana Lima/2019/deeper.jpg'): move them up",
+                     "as unsupported_format (e.g. 'pins_Adriana Lima/tiff_named.jpg'): convert them",
+                     "as no_identity (e.g. 'stray.png')"):
+        assert any(expected in message for message in warnings), f"{expected!r} warned: {warnings}"
+
+
 def test_pillow_globals_are_restored(dataset):
     before = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     build_manifest(dataset, min_side_px=MIN_SIDE_PX, workers=1)
