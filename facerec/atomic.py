@@ -11,6 +11,49 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (other threads may be creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc (not Linux): the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file's or folder's data and metadata to disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _seal(path: Path) -> None:
+    """Give `path` (and all below it) the mode a plain write would have, and flush it to disk.
+
+    mkstemp/mkdtemp create 0600/0700 for privacy; outputs must be readable by whoever a normal
+    `open()` or `mkdir()` under this umask would let read them.
+    """
+    umask = current_umask()
+    if path.is_dir():
+        for folder, subfolders, files in os.walk(path):
+            for name in files:
+                file_path = Path(folder) / name
+                if not file_path.is_symlink():
+                    _fsync_path(file_path)
+            for name in subfolders:
+                _fsync_path(Path(folder) / name)
+        _fsync_path(path)
+        path.chmod(0o777 & ~umask)
+    else:
+        _fsync_path(path)
+        path.chmod(0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `target` only if the block succeeds."""
@@ -21,7 +64,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     temp_path = Path(temp_name)
     try:
         yield temp_path
+        _seal(temp_path)
         os.replace(temp_path, target)
+        _fsync_path(target.parent)  # the rename itself survives a power cut only once its folder is flushed
     finally:
         temp_path.unlink(missing_ok=True)
 
@@ -34,6 +79,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     temp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield temp_dir
+        _seal(temp_dir)
         if target.exists():
             # Move the old folder aside first so there is never a moment without a complete one.
             old_dir = temp_dir.with_name(temp_dir.name + ".old")
@@ -42,6 +88,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(old_dir, ignore_errors=True)
         else:
             os.replace(temp_dir, target)
+        _fsync_path(target.parent)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
