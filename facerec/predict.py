@@ -18,16 +18,19 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
 
 import facerec.model  # registers the custom layers safe_mode needs (imported for that alone)
 import facerec.training  # noqa: F401  registers the label-smoothing loss
 from facerec.data import decode_and_resize, make_dataset
+from facerec.errors import PipelineInputError
 from facerec.gallery import GalleryError, describe_match, l2_normalise, read_gallery
 from facerec.open_set import SCORES, known_score, model_digest, read_threshold
 
 log = logging.getLogger("facerec.predict")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}  # what tf.io.decode_image reads
+DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # the same formats, as Pillow names them
 CHUNK_IMAGES = 256  # decoded images held in memory at once
 
 
@@ -57,10 +60,44 @@ class Classifier:
 
 def load_classifier(model_path: Path) -> Classifier:
     """The saved model (safe_mode=True) with the labels.json written next to it."""
-    labels = json.loads((Path(model_path).parent / "labels.json").read_text(encoding="utf-8"))
-    model = keras.models.load_model(model_path, safe_mode=True)
-    network = keras.Model(model.inputs, [model.output, model.get_layer("identity").input])
+    labels_path = Path(model_path).parent / "labels.json"
+    fix = "rerun `dvc repro train` (or `dvc checkout models`) or pass --model"
+    try:
+        labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise PipelineInputError(f"{labels_path} is missing: the model's identity names live there; {fix}") from error
+    except (OSError, ValueError) as error:
+        raise PipelineInputError(f"{labels_path} is not a readable JSON list of names ({error}); {fix}") from error
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+        raise PipelineInputError(f"{labels_path} must hold a JSON list of identity names; {fix}")
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True)
+        network = keras.Model(model.inputs, [model.output, model.get_layer("identity").input])
+    except Exception as error:  # Keras reports a damaged archive with many types (zip, h5, JSON, config)
+        raise PipelineInputError(f"{model_path} is not a loadable facerec model ({type(error).__name__}: "
+                                 f"{str(error)[:200]}); {fix}") from error
+    if model.output_shape[-1] != len(labels):
+        raise PipelineInputError(f"{labels_path} names {len(labels)} identities but {model_path} predicts "
+                                 f"{model.output_shape[-1]}; the two come from different runs; {fix}")
     return Classifier(model, network, labels)
+
+
+def header_problem(path: Path) -> str | None:
+    """Why `path` is not an image tf.io.decode_image can read, judged from its header alone; None if it is.
+
+    Pillow only reads the first bytes to identify a format, so a huge file of another kind is
+    rejected without being read into memory the way tf.io.read_file would.
+    """
+    try:
+        with Image.open(path, formats=DECODABLE_FORMATS):
+            pass  # identified from the header; pixels are never loaded here
+    except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
+        if isinstance(error, Image.DecompressionBombError):
+            return "too many pixels to decode safely"
+        return "not a readable JPEG/PNG/GIF/BMP/WebP image (unrecognised header)"
+    except OSError as error:
+        return f"unreadable ({error.strerror or type(error).__name__})"
+    return None
 
 
 def predict_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
@@ -102,6 +139,10 @@ def decode_files(files: list[Path], image_size_px: int) -> tuple[list[Path], lis
     for path in files:
         if not path.is_file():
             errors.append((path, "not found" if not path.exists() else "not a file"))
+            continue
+        problem = header_problem(path)
+        if problem:
+            errors.append((path, problem))
             continue
         try:
             images.append(decode_and_resize(tf.constant(str(path)), image_size_px).numpy())
@@ -149,7 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facerec.predict", description=__doc__.split("\n", 1)[0],
         epilog="Exit status: 0 when at least one image was identified, 1 when none could be, 2 on bad "
-               "arguments. Unreadable or non-image files get an error line on stderr and are skipped.")
+               "arguments or a missing/damaged model or labels.json. Unreadable or non-image files get an "
+               "error line on stderr and are skipped.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="image files (JPEG/PNG/GIF/BMP/WebP) or folders, searched recursively for images")
     parser.add_argument("--model", type=Path, default=Path("models/model.keras"),
@@ -183,14 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.model.is_file():
         print(f"error: no model at {args.model}; run `dvc repro train` or pass --model", file=sys.stderr)
-        return 1
+        return 2
     if args.gallery is not None:
         try:
             gallery = read_gallery(args.gallery, model_digest(args.model))
         except GalleryError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    classifier = load_classifier(args.model)
+    try:
+        classifier = load_classifier(args.model)
+    except PipelineInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.gallery is None:
         threshold, score_name = resolve_threshold(args, args.model)
     else:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_evaluation import trained_project
 
+import facerec.predict
 from facerec.open_set import model_digest
 from facerec.predict import main
 
@@ -112,3 +113,37 @@ def test_help_explains_options(capsys):
     assert exit_info.value.code == 0, "--help exits cleanly"
     for option in ("--model", "--top-k", "--threshold", "--json", "Exit status", "unknown"):
         assert option in text, f"--help mentions {option}"
+
+
+def test_damaged_model_or_missing_labels_exit_2_with_a_clear_error(project, images, capsys, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(project / "models/model.keras", models / "model.keras")
+    status, out, err = run(capsys, images / "a.jpg", "--model", models / "model.keras")
+    assert status == 2 and "labels.json is missing" in err and "Traceback" not in err, \
+        "a model without its labels.json is a setup error (2), not 'no image identified' (1)"
+    (models / "labels.json").write_text(json.dumps(["only", "two"]), encoding="utf-8")
+    status, _, err = run(capsys, images / "a.jpg", "--model", models / "model.keras")
+    assert status == 2 and "names 2 identities" in err, "labels from another run are caught, not mislabelled output"
+    (models / "model.keras").write_bytes((project / "models/model.keras").read_bytes()[:5000])
+    status, out, err = run(capsys, images / "a.jpg", "--model", models / "model.keras")
+    assert status == 2 and "is not a loadable facerec model" in err and str(models / "model.keras") in err, \
+        "a truncated model file names the file and the fix, exit 2"
+    assert "Traceback" not in err and not out.strip(), "no traceback and no results"
+    status, _, err = run(capsys, images / "a.jpg", "--model", tmp_path / "absent/model.keras")
+    assert status == 2 and "no model at" in err, "a missing model is a setup error too"
+
+
+def test_a_huge_non_image_named_jpg_is_rejected_from_its_header(project, images, capsys, tmp_path, loaded_once,
+                                                               monkeypatch):
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:  # sparse: 1.5 GB long, no disk used
+        handle.write(b"PK\x03\x04 not an image")
+        handle.truncate(1_500_000_000)
+    decoded = []
+    real_decode = facerec.predict.decode_and_resize
+    monkeypatch.setattr(facerec.predict, "decode_and_resize",
+                        lambda path, size: (decoded.append(path.numpy().decode()), real_decode(path, size))[1])
+    status, out, err = run(capsys, huge, images / "a.jpg", "--model", project / "models/model.keras")
+    assert status == 0 and "huge.jpg\terror: not a readable" in err, "the non-image gets an error line"
+    assert decoded == [str(images / "a.jpg")], "only the real image reaches the decoder (which reads files whole)"
