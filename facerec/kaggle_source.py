@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +164,25 @@ def is_complete_zip(path: Path, *, check_crc: bool = False) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip() is None
-    except (zipfile.BadZipFile, OSError, EOFError):
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):  # zlib.error: a damaged deflate stream
         return False
+
+
+def reusable_archive(path: Path) -> bool:
+    """True when a cached archive passes every CRC; a damaged one is moved aside so it is fetched again.
+
+    Reuse without the CRC test would make every later run fail at extraction, never downloading
+    again. The damaged file is kept (as `<name>.corrupt`) for inspection, not silently deleted.
+    """
+    if not path.exists():
+        return False
+    if is_complete_zip(path, check_crc=True):
+        return True
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    log.warning("Cached Kaggle archive %s is damaged (unreadable zip or bad CRC); moved it to %s and "
+                "downloading it again", path, aside)
+    return False
 
 
 def _authenticated_api(source: str):
@@ -260,7 +278,7 @@ def download_dataset_archive(dataset: str, version: str | int | None, download_d
     def archive_for(number: int) -> Path:
         return archive_dir / f"{slug}-v{number}.zip"
 
-    if pinned is not None and is_complete_zip(archive_for(pinned)):
+    if pinned is not None and reusable_archive(archive_for(pinned)):
         log.info("Reusing Kaggle archive %s (version %d)", archive_for(pinned), pinned)
         return KaggleArchive(archive_for(pinned), str(pinned))
     source = next((name for name, _, secret in _credential_forms() if secret), None)
@@ -275,7 +293,7 @@ def download_dataset_archive(dataset: str, version: str | int | None, download_d
             api = api or _authenticated_api(source)
             resolved = resolved or _latest_version(api, owner, slug)
             archive_path = archive_for(resolved)
-            if not is_complete_zip(archive_path):
+            if not reusable_archive(archive_path):
                 log.info("Downloading Kaggle dataset %s version %d (attempt %d/%d)",
                          dataset, resolved, attempt, max_attempts)
                 started = time.monotonic()

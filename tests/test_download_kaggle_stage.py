@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,36 @@ def test_missing_credentials_exit_with_the_fix(tmp_path, server):
     assert "kaggle.json" in done.stderr and "synthetic" in done.stderr, "names a credential form and the offline way"
     assert "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "project/data/raw").exists(), "nothing half-written"
+
+
+def corrupt_first_member(archive: Path) -> None:
+    """Flip bytes inside the first member's data, leaving the zip's directory readable."""
+    with zipfile.ZipFile(archive) as opened:
+        member = opened.infolist()[0]
+    with open(archive, "r+b") as handle:
+        handle.seek(member.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", handle.read(4))
+        data_start = member.header_offset + 30 + name_length + extra_length
+        handle.seek(data_start + member.compress_size // 2)
+        handle.write(bytes(8))
+
+
+def test_a_corrupt_cached_archive_is_moved_aside_and_downloaded_again(tmp_path, server):
+    state, proxy_url = server
+    project, credentials = tmp_path / "project", {"KAGGLE_USERNAME": USERNAME, "KAGGLE_KEY": KEY}
+    assert _run_stage(project, proxy_url, credentials).returncode == 0, "first run downloads"
+    cached = project / ".cache/kaggle" / OWNER / f"{SLUG}-v2.zip"
+    corrupt_first_member(cached)
+    assert zipfile.is_zipfile(cached) and zipfile.ZipFile(cached).testzip() is not None, \
+        "the cached archive still looks like a zip but fails its CRC (the case that blocked every run)"
+
+    done = _run_stage(project, proxy_url, credentials)
+    assert done.returncode == 0, f"the damaged archive no longer blocks the run:\n{done.stderr[-3000:]}"
+    assert "is damaged" in done.stderr and "downloading it again" in done.stderr, "the log says what happened"
+    downloads = state.calls("datasets.DatasetApiService/DownloadDataset")
+    assert len(downloads) == 2, "the archive was downloaded a second time"
+    assert zipfile.ZipFile(cached).testzip() is None, "the cache now holds a sound archive"
+    assert cached.with_name(cached.name + ".corrupt").is_file(), "the damaged file is kept aside, not deleted"
+
+    assert _run_stage(project, proxy_url, credentials).returncode == 0, "third run"
+    assert len(state.calls("datasets.DatasetApiService/DownloadDataset")) == 2, "a sound cached archive is reused"
