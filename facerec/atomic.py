@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def current_umask() -> int:
@@ -54,6 +58,24 @@ def _seal(path: Path) -> None:
         path.chmod(0o666 & ~umask)
 
 
+def remove_stale_staging(parent: Path, pattern: str) -> list[Path]:
+    """Delete what a killed run left in `parent` matching `pattern`; return what was removed.
+
+    Only for staging names no other live process uses: DVC runs one stage per project at a time.
+    """
+    removed = []
+    for stale in sorted(Path(parent).glob(pattern)):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    if removed:
+        log.warning("Removed %d staging item(s) left in %s by an interrupted run: %s", len(removed), parent,
+                    ", ".join(path.name for path in removed))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `target` only if the block succeeds."""
@@ -76,6 +98,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary sibling folder that replaces `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write leaves a whole staged copy (a model, a dataset) behind.
+    remove_stale_staging(target.parent, f".{glob.escape(target.name)}.*.tmp*")
     temp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield temp_dir

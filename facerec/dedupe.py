@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from facerec.errors import PipelineInputError
+from facerec.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def compute_perceptual_hashes(
         return [hash_one(path) for path in paths]
     # Large chunks: each image takes well under a millisecond, so IPC would dominate otherwise.
     chunk_size = max(1, len(paths) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         return list(pool.map(hash_one, paths, chunksize=chunk_size))
 
 

@@ -11,7 +11,6 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from facerec.layout import identity_from_folder, layout_status, printable_name
 from facerec.manifests import MANIFEST_COLUMNS, MANIFEST_DTYPES
+from facerec.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def build_manifest(
     else:
         # Large chunks amortise inter-process pickling; ~8 chunks per worker keeps them balanced.
         chunksize = max(1, min(512, len(tasks) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             results = list(progress(pool.map(inspect, tasks, chunksize=chunksize)))
     rows = []
     for (relative, _, _), result in zip(files, results, strict=True):

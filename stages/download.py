@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from facerec.atomic import write_csv, write_json
+from facerec.atomic import remove_stale_staging, write_csv, write_json
 from facerec.params import load_params, require_range
 from facerec.sources import stage_source
 from facerec.stage_runner import run_stage
 from facerec.verify import build_manifest, summarize_manifest
 
 log = logging.getLogger("facerec.download")
+
+STAGING_PREFIX = ".download-"
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,8 +60,9 @@ def main() -> None:
     check_params(params)
     started = time.monotonic()
     args.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(args.raw_dir.parent, f"{STAGING_PREFIX}*")  # a killed run's copy of the dataset
     # Stage next to data/raw, so the final move is a rename and a crash never leaves half a dataset.
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=args.raw_dir.parent) as staging:
+    with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=args.raw_dir.parent) as staging:
         staged = stage_source(params, seed, Path(staging), args.kaggle_cache)
         replace_dir(staged.root, args.raw_dir)
     log.info("Dataset from %s (version %s) in %s after %.1f s",

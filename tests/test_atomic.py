@@ -68,3 +68,14 @@ def test_a_failed_block_leaves_the_old_output_and_no_temporary(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text(encoding="utf-8").strip().startswith("{"), "the previous output is untouched"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"], "no temporary left behind"
+
+
+def test_a_folder_left_half_written_by_a_killed_run_is_removed_by_the_next_write(tmp_path):
+    (tmp_path / ".models.abc123.tmp").mkdir()  # what SIGKILL during atomic_dir leaves behind
+    (tmp_path / ".models.abc123.tmp/model.keras").write_bytes(b"half a model")
+    (tmp_path / ".models.def456.tmp.old").mkdir()
+    (tmp_path / ".modelsX.keep.tmp").mkdir()  # another target's name: not ours to remove
+    with atomic.atomic_dir(tmp_path / "models") as staging:
+        (staging / "labels.json").write_text("[]", encoding="utf-8")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".modelsX.keep.tmp", "models"], \
+        "stale staging of this target is gone, other names are untouched"

@@ -1,0 +1,30 @@
+"""Process pools whose workers die with the process that started them."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: ask the kernel to SIGKILL this worker when its parent ends.
+
+    A parent killed with SIGKILL runs no clean-up, so without this its idle workers would
+    wait on their task queue as orphans.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def process_pool(max_workers: int) -> ProcessPoolExecutor:
+    """A ProcessPoolExecutor of `max_workers` processes that do not outlive this one."""
+    return ProcessPoolExecutor(max_workers=max_workers, initializer=_die_with_parent, initargs=(os.getpid(),))
