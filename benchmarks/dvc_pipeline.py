@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import REPO_ROOT, load_average, mirror_argument, summary
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "facerec", "stages", "pyproject.toml"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "facerec", "stages", "pyproject.toml", "requirements.txt"]
 STAGE_START = re.compile(r"Running stage '(\w+)'")
 
 

@@ -18,7 +18,10 @@ TINY_PARAMS = {
     "split": {"min_images_per_identity": 3, "unknown_identities": 1},
     "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "weights": "none", "batch_size": 16},
 }
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore", "facerec", "stages"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.txt", ".dvcignore", ".gitignore",
+                 "facerec", "stages"]
+# Copied after `dvc init`: the plots page template setting (.dvc/config) and the plot templates.
+DVC_FILES = [".dvc/config", ".dvc/plots"]
 
 
 def merge(base: dict, changes: dict) -> dict:
@@ -50,6 +53,8 @@ def make_repo(repo: Path, params_changes: dict) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
+    shutil.copy2(PROJECT_ROOT / DVC_FILES[0], repo / DVC_FILES[0])
+    shutil.copytree(PROJECT_ROOT / DVC_FILES[1], repo / DVC_FILES[1])
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "project")
     return repo

@@ -1,10 +1,11 @@
-"""The offline plots page: specs made still-image friendly, and a headless-Chromium check that
-every plot draws with no network request."""
+"""`dvc plots show`/`diff` pages: the project's HTML template carries Vega inline, and a headless
+Chromium draws every plot dvc.yaml declares with no request leaving the machine."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,65 +15,87 @@ import pytest
 import yaml
 from PIL import Image
 
-from facerec.plots_page import main, static_spec
+from conftest import PROJECT_ROOT
+from facerec.plots_template import inline_script, page_template
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-IDENTITIES = [f"Person {letter}" for letter in "ABCDEFGHIJKL"]  # 12: more than fit in 300 px at 14 px
-PLOTS = [  # the shapes of dvc.yaml's plots, on data this test writes
-    {"Training curves (accuracy)": {"template": "linear", "x": "step",
-                                    "y": {"live/train/accuracy.tsv": "accuracy", "live/eval/accuracy.tsv": "accuracy"}}},
-    {"Confusion matrix (test)": {"template": "confusion", "x": "actual", "y": {"eval/confusion.csv": "predicted"}}},
-    {"Per-identity F1 (test)": {"template": "bar_horizontal", "x": "f1", "y": {"eval/per_identity.csv": "identity"}}},
-    "data/counts.png",
-]
-TITLES = ["Training curves (accuracy)", "Confusion matrix (test)", "Per-identity F1 (test)", "data/counts.png"]
+# What the template stage needs in a scratch project (dvc.yaml, its deps and DVC's plot settings).
+PROJECT_FILES = ["dvc.yaml", "requirements.txt", "facerec", "stages", ".dvc/config", ".dvc/plots"]
+IDENTITIES = [f"Person {letter}" for letter in "ABCDEFGHIJKL"]
+
+
+def test_template_has_dvc_placeholders_and_no_remote_script():
+    template = page_template()
+    assert "{plot_divs}" in template and "{refresh_tag}" in template, "DVC fills the plots and the refresh tag"
+    assert "{scripts}" not in template, "DVC's CDN <script> tags have no place to go"
+    assert not re.search(r"<script[^>]*\bsrc=", template), "every script is inline: nothing to fetch"
+    assert "connect-src 'none'" in template, "the page's policy forbids any request from script"
+
+
+def test_inline_script_refuses_code_that_would_close_the_element():
+    with pytest.raises(ValueError, match="</script"):
+        inline_script('const page = "</script><script>alert(1)";')
+
+
+def plot_entries() -> tuple[dict[str, dict], list[str]]:
+    """dvc.yaml's plots: {title: definition} of the Vega plots, and the image paths."""
+    declared = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
+    vega = {title: spec for entry in declared if isinstance(entry, dict) for title, spec in entry.items()}
+    return vega, [entry for entry in declared if isinstance(entry, str)]
 
 
 def write_plot_data(repo: Path, shift: float) -> None:
-    """Curves, predictions, F1 scores and a PNG; `shift` makes a second revision differ."""
-    for split, offset in (("train", 0.1), ("eval", 0.0)):
-        rows = [f"{step}\t{min(1.0, 0.1 * step + offset + shift):.3f}" for step in range(8)]
-        (repo / "live" / split).mkdir(parents=True, exist_ok=True)
-        (repo / "live" / split / "accuracy.tsv").write_text("step\taccuracy\n" + "\n".join(rows) + "\n")
-    (repo / "eval").mkdir(exist_ok=True)
-    pairs = [(name, IDENTITIES[(i + (k == 2)) % len(IDENTITIES)]) for i, name in enumerate(IDENTITIES) for k in range(3)]
-    (repo / "eval" / "confusion.csv").write_text("actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs))
-    scores = "".join(f"{name},{0.5 + 0.04 * i - shift:.2f}\n" for i, name in enumerate(IDENTITIES))
-    (repo / "eval" / "per_identity.csv").write_text("identity,f1\n" + scores)
-    (repo / "data").mkdir(exist_ok=True)
-    Image.new("RGB", (60, 40), (int(200 * shift), 90, 160)).save(repo / "data" / "counts.png")
+    """Every file dvc.yaml's plots read, with rows of the declared x/y fields; `shift` makes a revision differ."""
+    vega, images = plot_entries()
+    for spec in vega.values():
+        for path, y_field in spec["y"].items():
+            target = repo / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if spec["x"] == "step":  # per-epoch curves, three epochs as on a short run
+                rows = [f"{step}\t{0.001 * 0.5 ** step + 0.1 * step + shift:.6f}" for step in range(3)]
+                target.write_text(f"step\t{y_field}\n" + "\n".join(rows) + "\n", encoding="utf-8")
+            elif spec["template"] == "confusion":
+                pairs = [(name, IDENTITIES[(number + (shift > 0)) % len(IDENTITIES)])
+                         for number, name in enumerate(IDENTITIES)]
+                target.write_text(f"{spec['x']},{y_field}\n" + "".join(f"{a},{p}\n" for a, p in pairs),
+                                  encoding="utf-8")
+            else:  # one bar per identity
+                target.write_text(f"{y_field},{spec['x']}\n" + "".join(
+                    f"{name},{0.5 + 0.04 * number - shift:.2f}\n" for number, name in enumerate(IDENTITIES)),
+                    encoding="utf-8")
+    for path in images:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (60, 40), (int(200 * shift), 90, 160)).save(repo / path)
+
+
+def run(repo: Path, *command: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
 
 
 @pytest.fixture
 def plots_repo(tmp_path) -> Path:
-    """A git + DVC repository with one committed revision of the plots and a changed workspace."""
+    """The project's plot set-up (dvc.yaml, templates, .dvc/config) after `dvc repro plots_template`,
+    with one committed revision of every plot's data and a changed workspace."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-
-    def run(*command):
-        subprocess.run(command, cwd=repo, env=env, check=True, capture_output=True)
-
-    run("git", "init", "-q")
-    run(sys.executable, "-m", "dvc", "init", "-q")
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": PLOTS}, sort_keys=False))
+    run(repo, "git", "init", "-q")
+    run(repo, sys.executable, "-m", "dvc", "init", "-q")
+    for name in PROJECT_FILES:
+        source, target = PROJECT_ROOT / name, repo / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    run(repo, sys.executable, "-m", "dvc", "repro", "plots_template")
     write_plot_data(repo, shift=0.0)
-    run("git", "add", "-A")
-    run("git", "commit", "-q", "-m", "first revision")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "first revision")
     write_plot_data(repo, shift=0.2)
     return repo
-
-
-def test_static_spec_sizes_name_axes_and_starts_bars_at_zero():
-    rows = [{"identity": f"id{i}", "f1": 0.9} for i in range(105)]
-    spec = {"data": {"values": rows}, "mark": {"type": "bar"}, "height": 300,
-            "encoding": {"x": {"field": "f1", "type": "quantitative", "scale": {"zero": False}},
-                         "y": {"field": "identity", "type": "nominal"}}}
-    still = static_spec(spec, step_px=14)
-    assert still["height"] == 14 * 105, "105 names get 14 px each, not 3 px of a fixed 300 px view"
-    assert still["encoding"]["x"]["scale"]["zero"] is True, "a bar's length is its value"
-    assert spec["height"] == 300 and spec["encoding"]["x"]["scale"]["zero"] is False, "input left as it was"
 
 
 def browser(user_data_dir: Path):
@@ -89,7 +112,7 @@ def browser(user_data_dir: Path):
                  "--homepage=about:blank", "--no-default-browser-check",
                  "--disable-features=NtpOneGoogleBar,NtpRealboxSuggestions,ChromeWhatsNewUI"):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     # An explicit driver path: Selenium Manager would otherwise try to download a driver.
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
@@ -107,47 +130,51 @@ def test_remote_requests_are_the_schemes_that_leave_the_machine():
         "the browser's own new-tab page is not a network request; http(s) and ws(s) to any host are"
 
 
-# Per plot section: each inline SVG's size and drawn marks, each image's decoded size.
+# Per Vega plot (DVC's <div id=...> that vegaEmbed fills): its title (the last title text Vega
+# draws; facet headers come before it) and the marks drawn with a visible size; per image: its
+# decoded size.
 DRAWN_JS = """
-return [...document.querySelectorAll('section[data-plot]')].map(section => ({
-  title: section.dataset.plot,
-  errors: section.querySelectorAll('.error').length,
-  svgs: [...section.querySelectorAll('figure > svg')].map(svg => ({
-    height: svg.getBoundingClientRect().height,
-    marks: [...svg.querySelectorAll('.role-mark > *')].filter(mark => {
-      const box = mark.getBBox(); return box.width > 0 || box.height > 0; }).length})),
-  images: [...section.querySelectorAll('figure > img')].map(img => img.naturalWidth * img.naturalHeight),
-}));
+const plots = [...document.querySelectorAll('div.vega-embed')].map(div => ({
+  title: [...div.querySelectorAll('.role-title-text')].map(text => text.textContent).pop(),
+  marks: [...div.querySelectorAll('svg .role-mark > *')].filter(mark => {
+    const box = mark.getBBox(); return box.width > 0 || box.height > 0; }).length}));
+const images = [...document.querySelectorAll('img')].map(img => img.naturalWidth * img.naturalHeight);
+return {plots, images};
 """
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-def test_page_draws_every_plot_offline_in_chromium(plots_repo, tmp_path):
-    page = tmp_path / "out" / "offline.html"
-    main(["HEAD", "--repo", str(plots_repo), "--out", str(page)])  # dvc plots diff HEAD vs workspace
-    text = page.read_text()
-    assert "http://" not in text.replace('"http://www.w3.org/', "") and "https://" not in text, \
-        "no external reference in the page (SVG namespace names are not requests)"
-    assert len(list((tmp_path / "out" / "svg").glob("*.svg"))) == 3, "one static SVG per Vega-Lite plot"
+def test_dvc_plots_diff_page_draws_every_plot_offline_in_chromium(plots_repo, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run(plots_repo, sys.executable, "-m", "dvc", "plots", "diff", "HEAD")  # HEAD vs the workspace
+    page = plots_repo / "dvc_plots" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in text and not re.search(r"<script[^>]*\bsrc=", text), \
+        "DVC's page took the project's template: no script is loaded from anywhere"
+    vega, images = plot_entries()
 
     driver = browser(tmp_path / "chrome-profile")
     try:
         driver.get(page.as_uri())
+        # Vega draws asynchronously: wait (not a timing assertion) until every plot has its SVG.
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+            "return document.querySelectorAll('div.vega-embed svg.marks').length") >= len(vega),
+            message="Vega drew no SVG for some plots (scripts that must come from a CDN draw nothing offline)")
         drawn = driver.execute_script(DRAWN_JS)
         driver.save_screenshot(str(tmp_path / "page.png"))
         events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+        console = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
 
-    assert [plot["title"] for plot in drawn] == TITLES, "one section per declared plot, in dvc.yaml order"
-    for plot in drawn:
-        assert plot["errors"] == 0, f"{plot['title']}: DVC loaded its data"
-        if plot["title"].endswith(".png"):
-            assert len(plot["images"]) == 2 and all(plot["images"]), f"{plot['title']}: both revisions decoded"
-        else:
-            assert len(plot["svgs"]) == 1 and plot["svgs"][0]["height"] > 100, f"{plot['title']}: one SVG on the page"
-            assert plot["svgs"][0]["marks"] >= 2, f"{plot['title']}: marks with a visible size were drawn"
+    assert not console, f"the page ran without script errors: {console}"
+    assert [plot["title"] for plot in drawn["plots"]] == list(vega), "one drawn plot per dvc.yaml entry, in order"
+    for plot in drawn["plots"]:
+        assert plot["marks"] >= 2, f"{plot['title']}: marks with a visible size were drawn"
+    assert len(drawn["images"]) == 2 * len(images) and all(drawn["images"]), \
+        "every image plot decoded for both revisions"
     requested = [event["params"]["request"]["url"] for event in events
                  if event["method"] == "Network.requestWillBeSent"]
     assert page.as_uri() in requested, "the performance log recorded the page load itself"
