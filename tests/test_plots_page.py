@@ -51,8 +51,11 @@ def write_plot_data(repo: Path, shift: float) -> None:
         for path, y_field in spec["y"].items():
             target = repo / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            if spec["x"] == "step":  # per-epoch curves, three epochs as on a short run
-                rows = [f"{step}\t{0.001 * 0.5 ** step + 0.1 * step + shift:.6f}" for step in range(3)]
+            if y_field == "learning_rate":  # Adamax's 1e-3, unchanged over a short run
+                rows = [f"{step}\t0.001" for step in range(3)]
+                target.write_text(f"step\t{y_field}\n" + "\n".join(rows) + "\n", encoding="utf-8")
+            elif spec["x"] == "step":  # per-epoch curves, three epochs as on a short run
+                rows = [f"{step}\t{0.1 * step + 0.3 + shift:.6f}" for step in range(3)]
                 target.write_text(f"step\t{y_field}\n" + "\n".join(rows) + "\n", encoding="utf-8")
             elif spec["template"] == "confusion":
                 pairs = [(name, IDENTITIES[(number + (shift > 0)) % len(IDENTITIES)])
@@ -131,11 +134,15 @@ def test_remote_requests_are_the_schemes_that_leave_the_machine():
 
 
 # Per Vega plot (DVC's <div id=...> that vegaEmbed fills): its title (the last title text Vega
-# draws; facet headers come before it) and the marks drawn with a visible size; per image: its
-# decoded size.
+# draws; facet headers come before it), its axis labels ("X"/"Y" from each axis' aria-label) and
+# the marks drawn with a visible size; per image: its decoded size.
 DRAWN_JS = """
+const axisLabels = (div, letter) => [...div.querySelectorAll('g.role-axis')]
+  .filter(axis => (axis.getAttribute('aria-label') || '').startsWith(letter + '-axis'))
+  .flatMap(axis => [...axis.querySelectorAll('.role-axis-label text')].map(text => text.textContent));
 const plots = [...document.querySelectorAll('div.vega-embed')].map(div => ({
   title: [...div.querySelectorAll('.role-title-text')].map(text => text.textContent).pop(),
+  x: axisLabels(div, 'X'), y: axisLabels(div, 'Y'),
   marks: [...div.querySelectorAll('svg .role-mark > *')].filter(mark => {
     const box = mark.getBBox(); return box.width > 0 || box.height > 0; }).length}));
 const images = [...document.querySelectorAll('img')].map(img => img.naturalWidth * img.naturalHeight);
@@ -173,6 +180,12 @@ def test_dvc_plots_diff_page_draws_every_plot_offline_in_chromium(plots_repo, tm
     assert [plot["title"] for plot in drawn["plots"]] == list(vega), "one drawn plot per dvc.yaml entry, in order"
     for plot in drawn["plots"]:
         assert plot["marks"] >= 2, f"{plot['title']}: marks with a visible size were drawn"
+        if vega[plot["title"]]["x"] == "step":
+            assert plot["x"] and all(label.isdigit() for label in plot["x"]) and \
+                len(set(plot["x"])) == len(plot["x"]), f"{plot['title']}: one tick per whole epoch: {plot['x']}"
+    rate_labels = next(plot["y"] for plot in drawn["plots"] if plot["title"] == "Learning rate")
+    assert rate_labels and all(float(label) > 0 for label in rate_labels), \
+        f"the learning rate axis is labelled with its values (1e-3), not rounded to 0: {rate_labels}"
     assert len(drawn["images"]) == 2 * len(images) and all(drawn["images"]), \
         "every image plot decoded for both revisions"
     requested = [event["params"]["request"]["url"] for event in events
