@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import common  # noqa: F401  (puts the repo on sys.path)
@@ -21,9 +22,10 @@ import tensorflow as tf
 from common import extract_mirror, load_average, mirror_argument, summary, train_manifest
 from keras.src.legacy.preprocessing.image import ImageDataGenerator  # Keras 3 keeps it, unexported
 
+from facerec.config import load_config
 from facerec.data import make_dataset
-from facerec.model import AugmentConfig, ModelConfig, build_model
-from facerec.training import PhaseSchedule, compile_model
+from facerec.model import build_model
+from facerec.training import compile_model
 
 log = logging.getLogger("benchmarks.input_pipeline")
 
@@ -91,26 +93,27 @@ def input_only(frame, raw_dir, labels, tree, work, args) -> dict:
 def end_to_end(frame, raw_dir, labels, tree, args) -> dict:
     """Part 2: frozen-base training images/s at a small size, input path included."""
     size = args.e2e_size
-    schedule = PhaseSchedule(epochs=1, learning_rate=1e-3)
+    # The project's train section (params.yaml), without pretrained weights, at the benchmark's size.
+    train = replace(load_config().train, weights="none", image_size=size)
     models, data = {}, {}
     # Ours: augmentation inside the model, warm memory cache (the steady state of epochs 2+).
-    models["ours"] = build_model(ModelConfig(num_classes=len(labels), image_size_px=size, weights="none"))
+    models["ours"] = build_model(train, len(labels), seed=0)
     data["ours"] = ours(frame, raw_dir, labels, size, "memory")
     images_per_second(data["ours"])  # fill the cache
     # Original: augmentation in the generator, so the model gets none (its preprocessing layer
     # then runs on preprocessed input: wrong numbers, same cost).
-    no_augment = AugmentConfig(0.0, 0.0, 0.0, 0.0, False)
-    models["original"] = build_model(ModelConfig(num_classes=len(labels), image_size_px=size, weights="none",
-                                                 augment=no_augment))
+    no_augment = replace(train.model.augment, rotation_deg=0, shift_fraction=0, shear_fraction=0, zoom_fraction=0,
+                         horizontal_flip=False)
+    models["original"] = build_model(replace(train, model=replace(train.model, augment=no_augment)), len(labels),
+                                     seed=0)
     data["original"] = original(tree, size, class_mode="sparse")
     # Compute alone: one fixed batch repeated, no input work at all.
-    models["compute_only"] = build_model(ModelConfig(num_classes=len(labels), image_size_px=size,
-                                                     weights="none"))
+    models["compute_only"] = build_model(train, len(labels), seed=0)
     first = next(iter(data["ours"]))
     data["compute_only"] = tf.data.Dataset.from_tensors(first).repeat()
     runs: dict[str, list[float]] = {name: [] for name in models}
     for name, model in models.items():
-        compile_model(model, 1e-3, schedule)
+        compile_model(model, train.learning_rate, train)
         model.fit(data[name], steps_per_epoch=2, epochs=1, verbose=0)  # trace the graph
     for repeat in range(args.e2e_repeats):
         for name, model in models.items():

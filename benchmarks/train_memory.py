@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -25,10 +26,11 @@ log = logging.getLogger("benchmarks.train_memory")
 
 def child(args: argparse.Namespace) -> None:
     """The measured process: the stage's dataset, model and fit(), nothing else."""
+    from facerec.config import load_config
     from facerec.data import make_dataset
     from facerec.manifests import load_split
-    from facerec.model import ModelConfig, build_model
-    from facerec.training import PhaseSchedule, compile_model
+    from facerec.model import build_model
+    from facerec.training import compile_model
 
     started = time.perf_counter()
     frame = load_split(args.manifest)
@@ -40,9 +42,10 @@ def child(args: argparse.Namespace) -> None:
             pass
         print(json.dumps({"fill_s": round(time.perf_counter() - started, 1)}), flush=True)
         return
-    model = build_model(ModelConfig(num_classes=len(labels), image_size_px=224, weights="none"))
-    compile_model(model, 1e-3, PhaseSchedule(epochs=1, learning_rate=1e-3, label_smoothing=0.1,
-                                             weight_decay=0.004))
+    # The project's train section (params.yaml) at 224 px, without pretrained weights.
+    train = replace(load_config().train, weights="none", image_size=224)
+    model = build_model(train, len(labels), seed=42)
+    compile_model(model, train.learning_rate, train)
     started = time.perf_counter()
     model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
     print(json.dumps({"fit_s": round(time.perf_counter() - started, 1)}), flush=True)

@@ -13,15 +13,17 @@ import logging
 import os
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 import pandas as pd
 
+from facerec.config import load_config
 from facerec.data import make_dataset
-from facerec.model import ModelConfig, build_model
+from facerec.model import build_model
 from facerec.runtime import configure_determinism
-from facerec.training import PhaseSchedule, fit_phases
+from facerec.training import fit_phases
 
 log = logging.getLogger("benchmarks.train_real_faces")
 
@@ -81,13 +83,11 @@ def main() -> None:
                                shuffle=name == "train", seed=args.seed, cache="memory")
             for name, frame in frames.items()}
     # The default recipe from params.yaml, except weights none (no internet for ImageNet here).
-    model = build_model(ModelConfig(num_classes=len(labels), image_size_px=args.image_size, weights="none",
-                                    head_dropout=(0.2, 0.5)), seed=args.seed)
-    schedule = PhaseSchedule(epochs=60, learning_rate=1e-3, fine_tune_epochs=20, fine_tune_learning_rate=1e-4,
-                             label_smoothing=0.1, weight_decay=0.004, early_stopping_patience=8)
+    train = replace(load_config().train, weights="none", image_size=args.image_size)
+    model = build_model(train, len(labels), seed=args.seed)
     budget = args.budget_minutes * 60
     started = time.monotonic()
-    outcome = fit_phases(model, data["train"], data["val"], schedule,
+    outcome = fit_phases(model, data["train"], data["val"], train,
                          [TimeBudget([budget * args.phase1_share, budget * (1 - args.phase1_share)])])
     seconds = time.monotonic() - started
     counts = frames["train"]["identity"].value_counts()

@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
 
-from facerec.model import ModelConfig, build_model
-from facerec.training import PhaseSchedule, compile_model, unfreeze_top
+from facerec.config import load_config
+from facerec.model import build_model
+from facerec.training import compile_model, unfreeze_top
 
 log = logging.getLogger("benchmarks.train_throughput")
 
@@ -34,15 +36,17 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--fine-tune-from", default="conv5_block1_1_conv")
+    parser.add_argument("--fine-tune-from", help="first layer of phase 2 (default: train.fine_tune_from)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = build_model(ModelConfig(num_classes=10, image_size_px=args.image_size, weights="none"))
-    schedule = PhaseSchedule(epochs=1, learning_rate=1e-3, label_smoothing=0.1, weight_decay=0.004)
-    compile_model(model, 1e-3, schedule)
+    # The project's train section (params.yaml), without pretrained weights, at the benchmark's size.
+    train = replace(load_config().train, weights="none", image_size=args.image_size)
+    args.fine_tune_from = args.fine_tune_from or train.fine_tune_from
+    model = build_model(train, 10, seed=0)
+    compile_model(model, train.learning_rate, train)
     phase1 = images_per_second(model, args.batch_size, args.image_size, args.steps)
     unfreeze_top(model, args.fine_tune_from)
-    compile_model(model, 1e-4, schedule)
+    compile_model(model, train.fine_tune_learning_rate, train)
     phase2 = images_per_second(model, args.batch_size, args.image_size, args.steps)
     result = {"image_size_px": args.image_size, "batch_size": args.batch_size, "steps": args.steps,
               "phase1_frozen_img_per_s": round(phase1, 1),

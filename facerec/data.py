@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
+from facerec.runtime import worker_label
 
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
 SHUFFLE_BUFFER_IMAGES = 2048
@@ -74,3 +78,13 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(min(len(paths), SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int) -> str:
+    """Where tf.data caches decoded images; a disk cache is keyed by the split's content and size."""
+    if setting != "disk":
+        return setting
+    digest = hashlib.sha256(split_csv.read_bytes()).hexdigest()[:16]
+    # One cache per task: workers sharing a host must not write the same cache files.
+    worker = f"-{worker_label()}" if os.environ.get("TF_CONFIG") else ""
+    return str(cache_dir / f"{split_csv.stem}-{digest}-{image_size_px}px{worker}" / "cache")

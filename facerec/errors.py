@@ -6,3 +6,7 @@ class PipelineInputError(Exception):
 
     Stages catch it, log the message without a traceback, and exit non-zero.
     """
+
+
+class ParamsError(PipelineInputError, ValueError):
+    """A params.yaml value or key is not allowed; the message names the key, the value and what is."""

@@ -22,10 +22,14 @@ from facerec.errors import PipelineInputError
 log = logging.getLogger(__name__)
 
 TOKEN_HELP = "create one at kaggle.com → Settings → API → Create New Token"
+# The README's demo command: `-S download.source=synthetic` alone would go on to need ImageNet
+# weights, which are just as unreachable offline.
+DEMO_COMMAND = ("dvc exp run -n demo -S download.source=synthetic -S train.weights=none -S train.image_size=64 "
+                "-S train.epochs=30 -S train.fine_tune_epochs=0")
 OFFLINE_HELP = (
-    "To work without Kaggle, set `download.source: synthetic` (demo data) or "
-    "`download.source: /path/to/local/archive.zip`, "
-    "e.g. `dvc exp run -S download.source=synthetic`."
+    f"To try the pipeline without Kaggle, run the README's demo (synthetic faces, no downloads at all): "
+    f"`{DEMO_COMMAND}`. To train on real data without Kaggle, set `download.source: /path/to/archive.zip` "
+    "(or a folder with one sub-folder per identity)."
 )
 RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
 

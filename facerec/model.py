@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import os
 from pathlib import Path
 
 import keras
 from keras import layers
+
+from facerec.config import AugmentConfig, TrainConfig
+from facerec.errors import PipelineInputError
 
 # ImageNet channel means in BGR order, as keras.applications.resnet50.preprocess_input ("caffe").
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -36,56 +39,35 @@ class SymmetricShear(layers.RandomShear):
         super().__init__(symmetric(x_factor), symmetric(y_factor), **kwargs)
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The original ImageDataGenerator family, expressed as fractions Keras layers understand."""
-
-    rotation_deg: float = 20.0  # max rotation either way
-    shift_fraction: float = 0.2  # width and height shift
-    shear_fraction: float = 0.2
-    zoom_fraction: float = 0.2
-    horizontal_flip: bool = True
+# What keras.applications.ResNet50(weights="imagenet", include_top=False) downloads; fetching it
+# ourselves, under the same name into Keras' own cache, lets an offline failure say what to do.
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS_FILE}"
+IMAGENET_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that decides the network's layers; unknown keys raise in from_params."""
-
-    num_classes: int
-    image_size_px: int = 224
-    weights: str = "imagenet"  # imagenet | none | path to a ResNet50 no-top weights file
-    freeze_base: bool = True  # phase 1 trains only the head
-    head_dropout: tuple[float, float] = (0.1, 0.4)  # the original head's two dropout rates
-    head_units: int = 1024
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    @classmethod
-    def from_params(cls, num_classes: int, params: dict) -> ModelConfig:
-        """Build from the train.model section of params.yaml."""
-        known = {f.name for f in fields(cls)} - {"num_classes"}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"params.yaml: unknown train.model keys {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(params)
-        if "augment" in values:
-            values["augment"] = AugmentConfig(**values["augment"])
-        if "head_dropout" in values:
-            values["head_dropout"] = tuple(values["head_dropout"])
-        return cls(num_classes=num_classes, **values)
+def keras_cache_dir() -> Path:
+    """The folder keras.utils.get_file keeps downloaded model weights in."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
 def resolve_weights(weights: str) -> str | None:
-    """Map the weights param onto what keras.applications expects, checking a path exists."""
-    if weights == "imagenet":
-        return "imagenet"
+    """The weights file keras.applications should load (None: random initialisation)."""
     if weights == "none":
         return None
-    if not Path(weights).is_file():
-        raise ValueError(
-            f"params.yaml: train.weights = {weights!r} is neither 'imagenet', 'none' nor an existing file; "
-            "give the path of a ResNet50 no-top weights file (.h5 / .weights.h5)"
-        )
-    return weights
+    if weights != "imagenet":
+        return str(Path(weights).expanduser())  # facerec.config checked that the file exists
+    try:
+        return keras.utils.get_file(IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL, cache_subdir="models",
+                                    file_hash=IMAGENET_WEIGHTS_MD5)
+    except Exception as error:  # noqa: BLE001 - Keras wraps every fetch failure in a bare Exception
+        cached = keras_cache_dir() / IMAGENET_WEIGHTS_FILE
+        raise PipelineInputError(
+            f"train.weights = 'imagenet' needs the ImageNet ResNet50 weights, and fetching them failed "
+            f"({error}). Either copy the file, fetched on a machine with internet from {IMAGENET_WEIGHTS_URL}, "
+            f"to {cached} (Keras' own cache; it is then used offline) or anywhere and set "
+            f"`train.weights: /path/to/{IMAGENET_WEIGHTS_FILE}`; or train from random weights with "
+            "`train.weights: none` (far lower accuracy; fine for the demo)") from None
 
 
 def build_augmentation(config: AugmentConfig, seed: int) -> keras.Sequential:
@@ -101,11 +83,12 @@ def build_augmentation(config: AugmentConfig, seed: int) -> keras.Sequential:
     return keras.Sequential(steps, name="augmentation")
 
 
-def build_model(config: ModelConfig, seed: int = 0) -> keras.Model:
+def build_model(config: TrainConfig, num_classes: int, seed: int) -> keras.Model:
     """Input (uint8-range RGB) → augmentation → preprocess → ResNet50 → the original head."""
-    size = config.image_size_px
+    size = config.image_size
+    head = config.model
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    augmented = build_augmentation(config.augment, seed)(inputs)
+    augmented = build_augmentation(head.augment, seed)(inputs)
     preprocessed = ResNetPreprocess(name="resnet_preprocess")(augmented)
     base = keras.applications.ResNet50(
         include_top=False, weights=resolve_weights(config.weights), input_shape=(size, size, 3), pooling="avg"
@@ -119,10 +102,10 @@ def build_model(config: ModelConfig, seed: int = 0) -> keras.Model:
     # synchronized: with several replicas, batch statistics come from the global batch, so every
     # worker ends with the same moving averages (unsynchronized, each keeps its own shard's).
     hidden = layers.BatchNormalization(synchronized=True)(features)
-    hidden = layers.Dropout(config.head_dropout[0], seed=seed)(hidden)
-    hidden = layers.Dense(config.head_units, activation="elu")(hidden)
+    hidden = layers.Dropout(head.head_dropout[0], seed=seed)(hidden)
+    hidden = layers.Dense(head.head_units, activation="elu")(hidden)
     hidden = layers.BatchNormalization(synchronized=True)(hidden)
-    hidden = layers.Dropout(config.head_dropout[1], seed=seed + 1)(hidden)
+    hidden = layers.Dropout(head.head_dropout[1], seed=seed + 1)(hidden)
     # float32 softmax keeps probabilities accurate when the rest runs in mixed precision.
-    outputs = layers.Dense(config.num_classes, activation="softmax", dtype="float32", name="identity")(hidden)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="identity")(hidden)
     return keras.Model(inputs, outputs, name="resnet50_facerec")

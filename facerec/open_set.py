@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from facerec.config import OPEN_SET_SCORES
+
 log = logging.getLogger(__name__)
 
 # max_softmax: the top probability (the classic baseline). max_logit: the top pre-softmax output;
 # softmax divides by the sum over all identities and saturates at 1.0 in float32, so confident
 # known and unknown faces tie there, while logits keep their spread (Hendrycks et al. 2022,
 # "Scaling out-of-distribution detection"). Evaluate reports the AUROC of both.
-SCORES = ("max_softmax", "max_logit")
+SCORES = OPEN_SET_SCORES
 
 
 def known_score(probabilities: np.ndarray, logits: np.ndarray, name: str) -> np.ndarray:

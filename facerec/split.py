@@ -5,55 +5,23 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from facerec.dedupe import check_hash_settings, compute_perceptual_hashes, group_duplicates
+from facerec.config import SplitConfig, as_plain_dict
+from facerec.dedupe import compute_perceptual_hashes, group_duplicates
 from facerec.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
 
 # Tie-break order when two splits need a group equally: fill the small held-out splits first.
 SPLITS = ("test", "val", "train")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Settings of the split stage; checked on construction."""
-
-    seed: int  # drives the group shuffle per identity and the choice of unknown identities
-    val_fraction: float  # share of each identity's images in val
-    test_fraction: float  # share of each identity's images in test
-    min_images_per_identity: int  # distinct (de-duplicated) images; >= 3: one per split
-    near_duplicate_max_distance: int  # Hamming bits on the hash; <= this → same group
-    keep_conflicts: bool = False  # True: keep the majority identity's images of a conflict group
-    identities: list[str] | None = None  # optional explicit subset of identity names
-    max_identities: int | None = None  # optional: first N identities by name
-    unknown_identities: int = 0  # identities held out entirely as the "unknown" split (open set)
-    hash_kind: str = "phash"  # imagehash function; phash separated different faces best
-    hash_size: int = 16  # hash has hash_size**2 bits; 64 bits confused different faces
-    workers: int | None = None  # hashing processes; None uses every core
-
-    def __post_init__(self) -> None:
-        """Raise ValueError naming the field when a value is out of range."""
-        fractions_sum = self.val_fraction + self.test_fraction
-        checks = {  # key: (valid, what is allowed)
-            "seed": (isinstance(self.seed, int) and self.seed >= 0, "an integer >= 0"),
-            "val_fraction": (0 < self.val_fraction < 1, "a number in (0, 1)"),
-            "test_fraction": (0 < self.test_fraction < 1 and fractions_sum < 1, "(0, 1 - val)"),
-            "min_images_per_identity": (self.min_images_per_identity >= 3, "an integer >= 3"),
-            "near_duplicate_max_distance": (self.near_duplicate_max_distance >= 0, ">= 0"),
-            "max_identities": (self.max_identities is None or self.max_identities >= 1, ">= 1"),
-            "unknown_identities": (self.unknown_identities >= 0, "an integer >= 0"),
-        }
-        for key, (valid, allowed) in checks.items():
-            if not valid:
-                value = getattr(self, key)
-                raise ValueError(f"split.{key} = {value!r} is not allowed; use {allowed}")
-        check_hash_settings(self.hash_kind, self.hash_size)
+# phash separated different faces best; 16 × 16 = 256 bits (64 bits confused different faces), the
+# range facerec.config allows split.near_duplicate_max_distance in (config.HASH_BITS).
+HASH_KIND, HASH_SIZE = "phash", 16
 
 
 @dataclass
@@ -69,7 +37,7 @@ def select_identities(frame: pd.DataFrame, config: SplitConfig) -> pd.DataFrame:
     """Keep the requested identities: explicit list first, then the first N by name."""
     present = sorted(frame["identity"].unique())
     chosen = present
-    if config.identities is not None:
+    if config.identities:
         missing = sorted(set(config.identities) - set(present))
         if missing:
             raise PipelineInputError(
@@ -77,7 +45,7 @@ def select_identities(frame: pd.DataFrame, config: SplitConfig) -> pd.DataFrame:
                 f"choose from e.g. {present[:5]}"
             )
         chosen = sorted(set(config.identities))
-    if config.max_identities is not None:
+    if config.max_identities:
         chosen = chosen[: config.max_identities]
     return frame[frame["identity"].isin(chosen)]
 
@@ -159,15 +127,15 @@ def build_report(config, selected, grouping, conflicts, too_small, unknown, spli
         "split_identities": {
             name: int(frame["identity"].nunique()) for name, frame in splits.items()
         },
-        "params": asdict(config),
+        "params": as_plain_dict(config),
     }
 
 
-def hash_selected(frame, manifest_rows: int, raw_dir: Path, config, hashes) -> list[str]:
+def hash_selected(frame, manifest_rows: int, raw_dir: Path, hashes, workers) -> list[str]:
     """Return the perceptual hashes of `frame`'s rows: given (manifest-aligned) or computed."""
     if hashes is None:
         paths = [Path(raw_dir) / path for path in frame["path"]]
-        return compute_perceptual_hashes(paths, config.workers, config.hash_kind, config.hash_size)
+        return compute_perceptual_hashes(paths, workers, HASH_KIND, HASH_SIZE)
     if len(hashes) != manifest_rows:
         raise PipelineInputError(f"got {len(hashes)} hashes for {manifest_rows} manifest rows")
     return [hashes[index] for index in frame.index]
@@ -231,32 +199,33 @@ def require_training_images(known: pd.DataFrame, assigned: pd.Series) -> None:
         )
 
 
-def split_of_rows(known: pd.DataFrame, config: SplitConfig) -> pd.Series:
+def split_of_rows(known: pd.DataFrame, config: SplitConfig, seed: int) -> pd.Series:
     """Return the split name of every row, deciding whole groups identity by identity."""
     fractions = {"val": config.val_fraction, "test": config.test_fraction}
     split_of_group = {}
     for identity, rows in known.groupby("identity", sort=True):
         # Seeded per identity, so adding or removing other identities leaves this one unchanged.
-        seed = [config.seed, zlib.crc32(identity.encode("utf-8"))]
+        identity_seed = [seed, zlib.crc32(identity.encode("utf-8"))]
         sizes = rows["group"].value_counts().sort_index()
-        split_of_group.update(assign_groups(sizes, fractions, seed))
+        split_of_group.update(assign_groups(sizes, fractions, identity_seed))
     return known["group"].map(split_of_group)
 
 
 def split_manifest(
-    manifest: pd.DataFrame, raw_dir: Path, config: SplitConfig, hashes: list[str] | None = None
+    manifest: pd.DataFrame, raw_dir: Path, config: SplitConfig, seed: int, hashes: list[str] | None = None,
+    workers: int | None = None,
 ) -> SplitResult:
     """Group duplicates, drop conflicts, hold out unknowns and split the rest by identity.
 
     `hashes`, when given, are aligned with the rows of `manifest` (entries of non-ok rows are
-    ignored); otherwise the selected images are hashed here, in parallel.
+    ignored); otherwise the selected images are hashed here by `workers` processes (None: every core).
     """
     manifest = manifest.reset_index(drop=True)
     ok_rows = manifest[manifest["status"] == "ok"].astype({"identity": str})
     require_two_identities_in_data(manifest, ok_rows)
     selected = select_identities(ok_rows, config).copy()
     started = time.perf_counter()
-    selected_hashes = hash_selected(selected, len(manifest), raw_dir, config, hashes)
+    selected_hashes = hash_selected(selected, len(manifest), raw_dir, hashes, workers)
     grouping = group_duplicates(
         selected["sha256"].tolist(), selected_hashes, config.near_duplicate_max_distance
     )
@@ -280,13 +249,13 @@ def split_manifest(
         )
     frame = selected[keep]
     unknown = pick_unknown(
-        sorted(frame["identity"].unique()), config.unknown_identities, config.seed
+        sorted(frame["identity"].unique()), config.unknown_identities, seed
     )
     known, too_small = drop_small_identities(
         frame[~frame["identity"].isin(unknown)], config.min_images_per_identity
     )
     require_two_identities(known, selected, ok_rows["identity"].nunique(), unknown, too_small)
-    assigned = split_of_rows(known, config)
+    assigned = split_of_rows(known, config, seed)
     require_training_images(known, assigned)
     columns = ["path", "identity", "group"]
     splits = {
@@ -301,4 +270,5 @@ def split_manifest(
         log.info("%s: %d images of %d identities", name, len(rows), rows["identity"].nunique())
     report = build_report(config, selected, grouping, conflicts, too_small, unknown, splits)
     report["images_ok"] = len(ok_rows)
+    report["params"]["seed"] = seed
     return SplitResult(splits=splits, report=report, conflicts=conflicts)

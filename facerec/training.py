@@ -14,27 +14,11 @@ import numpy as np
 from dvclive.keras import DVCLiveCallback
 
 from facerec.atomic import atomic_path, write_json
+from facerec.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 PHASE1_WEIGHTS, PHASE1_DONE, RUN_ID = "phase1.weights.h5", "phase1.json", "run.json"
-
-
-@dataclass(frozen=True)
-class PhaseSchedule:
-    """Epoch counts and learning rates of both phases plus the plateau/early-stop rules."""
-
-    epochs: int  # phase 1: head only (the original recipe's 60)
-    learning_rate: float
-    fine_tune_epochs: int = 0  # phase 2: 0 reproduces the original single phase
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_from: str = "conv5_block1_1_conv"  # first base layer to unfreeze in phase 2
-    label_smoothing: float = 0.0
-    weight_decay: float = 0.0  # decoupled (AdamW-style) decay of kernels; 0 = the original Adamax
-    lr_factor: float = 0.5  # ReduceLROnPlateau on val accuracy
-    lr_patience: int = 3
-    min_learning_rate: float = 1e-6
-    early_stopping_patience: int = 0  # 0 = off; otherwise restores the best weights
 
 
 @dataclass
@@ -46,15 +30,15 @@ class TrainingOutcome:
     final_metrics: dict = field(default_factory=dict)
 
 
-def compile_model(model: keras.Model, learning_rate: float, schedule: PhaseSchedule, jit_compile=False) -> None:
+def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig) -> None:
     """Adamax as in the original recipe; sparse labels keep targets one int per image."""
-    optimizer = keras.optimizers.Adamax(learning_rate=learning_rate, weight_decay=schedule.weight_decay or None)
+    optimizer = keras.optimizers.Adamax(learning_rate=learning_rate, weight_decay=config.weight_decay or None)
     # Decay shrinks kernels only: pulling BatchNorm scales/offsets or biases towards 0 is not regularisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    smoothing = schedule.label_smoothing
+    smoothing = config.label_smoothing
     model.compile(optimizer=optimizer,
                   loss=_SmoothedSparseLoss(smoothing) if smoothing else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=jit_compile)
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
 
 
 @keras.saving.register_keras_serializable(package="facerec")
@@ -81,14 +65,14 @@ def balanced_class_weights(targets: np.ndarray, num_classes: int) -> dict[int, f
             for label, count in enumerate(counts)}
 
 
-def phase_callbacks(schedule: PhaseSchedule) -> list[keras.callbacks.Callback]:
+def phase_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
     """Learning-rate reduction (the original's) and optional early stopping with best weights."""
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.ReduceLROnPlateau(
-        monitor="val_accuracy", mode="max", factor=schedule.lr_factor,
-        patience=schedule.lr_patience, min_lr=schedule.min_learning_rate)]
-    if schedule.early_stopping_patience > 0:
+        monitor="val_accuracy", mode="max", factor=config.lr_factor,
+        patience=config.lr_patience, min_lr=config.min_learning_rate)]
+    if config.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=schedule.early_stopping_patience,
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
             restore_best_weights=True))
     return callbacks
 
@@ -96,10 +80,7 @@ def phase_callbacks(schedule: PhaseSchedule) -> list[keras.callbacks.Callback]:
 def unfreeze_top(model: keras.Model, first_layer_name: str) -> int:
     """Make base layers from `first_layer_name` on trainable; return how many were unfrozen."""
     base = model.get_layer("resnet50")
-    names = [layer.name for layer in base.layers]
-    if first_layer_name not in names:
-        raise ValueError(f"params.yaml: train.fine_tune_from = {first_layer_name!r} is not a ResNet50 layer "
-                         f"(e.g. 'conv5_block1_1_conv', 'conv4_block1_1_conv')")
+    names = [layer.name for layer in base.layers]  # facerec.config checked the name against these
     base.trainable = True
     start = names.index(first_layer_name)
     for position, layer in enumerate(base.layers):
@@ -165,8 +146,8 @@ def _fit(model, train_data, val_data, *, first_epoch, last_epoch, callbacks, bac
     return ended, {key: float(values[-1]) for key, values in history.history.items()}
 
 
-def fit_phases(model, train_data, val_data, schedule: PhaseSchedule, extra_callbacks, *, backup_dir=None,
-               jit_compile=False, class_weight=None) -> TrainingOutcome:
+def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks, *, backup_dir=None,
+               class_weight=None) -> TrainingOutcome:
     """Run phase 1 and (if asked) phase 2 on one continuous epoch axis, resuming from backups."""
     backup_dir = Path(backup_dir) if backup_dir else None
     done_file = backup_dir / PHASE1_DONE if backup_dir else None
@@ -178,27 +159,27 @@ def fit_phases(model, train_data, val_data, schedule: PhaseSchedule, extra_callb
         outcome.phase1_epochs, outcome.final_metrics = saved["epochs"], saved["metrics"]
         log.info("Phase 1 already completed (%d epochs); resuming with phase 2", outcome.phase1_epochs)
     else:
-        compile_model(model, schedule.learning_rate, schedule, jit_compile)
+        compile_model(model, config.learning_rate, config)
         outcome.phase1_epochs, outcome.final_metrics = _fit(
-            model, train_data, val_data, first_epoch=0, last_epoch=schedule.epochs,
-            callbacks=phase_callbacks(schedule) + extra_callbacks,
+            model, train_data, val_data, first_epoch=0, last_epoch=config.epochs,
+            callbacks=phase_callbacks(config) + extra_callbacks,
             backup=backup_dir / "phase1" if backup_dir else None, class_weight=class_weight)
-        if backup_dir and schedule.fine_tune_epochs > 0:
+        if backup_dir and config.fine_tune_epochs > 0:
             model.save_weights(backup_dir / PHASE1_WEIGHTS)
             # Written last: its presence means the weights are whole.
             write_json(done_file, {"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics})
     outcome.epochs_completed = outcome.phase1_epochs
-    if schedule.fine_tune_epochs > 0:
-        unfrozen = unfreeze_top(model, schedule.fine_tune_from)
+    if config.fine_tune_epochs > 0:
+        unfrozen = unfreeze_top(model, config.fine_tune_from)
         log.info("Phase 2: fine-tuning %d base layers from %s at lr %g for %d epochs",
-                 unfrozen, schedule.fine_tune_from, schedule.fine_tune_learning_rate, schedule.fine_tune_epochs)
+                 unfrozen, config.fine_tune_from, config.fine_tune_learning_rate, config.fine_tune_epochs)
         # Changing `trainable` only takes effect after compiling again; the lower rate keeps the
         # pretrained filters close to where they were.
-        compile_model(model, schedule.fine_tune_learning_rate, schedule, jit_compile)
+        compile_model(model, config.fine_tune_learning_rate, config)
         outcome.epochs_completed, metrics = _fit(
             model, train_data, val_data, first_epoch=outcome.phase1_epochs,
-            last_epoch=outcome.phase1_epochs + schedule.fine_tune_epochs,
-            callbacks=phase_callbacks(schedule) + extra_callbacks,
+            last_epoch=outcome.phase1_epochs + config.fine_tune_epochs,
+            callbacks=phase_callbacks(config) + extra_callbacks,
             backup=backup_dir / "phase2" if backup_dir else None, class_weight=class_weight)
         outcome.final_metrics = metrics or outcome.final_metrics
     return outcome

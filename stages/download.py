@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from facerec.atomic import remove_stale_staging, write_csv, write_json
-from facerec.params import load_params, require_range
-from facerec.sources import stage_source
+from facerec.config import load_config
+from facerec.sources import check_source, stage_source
 from facerec.stage_runner import run_stage
 from facerec.verify import build_manifest, summarize_manifest
 
@@ -36,16 +36,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def check_params(params: dict) -> None:
-    require_range("download.min_side_px", params["min_side_px"], 1, 10_000, integer=True)
-    require_range("download.max_attempts", params["max_attempts"], 1, 100, integer=True)
-    require_range("download.max_extracted_gb", params["max_extracted_gb"], 0.001, 100_000)
-    require_range("download.max_extraction_ratio", params["max_extraction_ratio"], 1, 1_000_000)
-    require_range("download.synthetic.identities", params["synthetic"]["identities"], 2, 12, integer=True)
-    require_range("download.synthetic.images_per_identity", params["synthetic"]["images_per_identity"],
-                  3, 1000, integer=True)
-
-
 def replace_dir(source_dir: Path, target_dir: Path) -> None:
     """Move a complete folder into place (same filesystem, so a rename, not a copy)."""
     if target_dir.exists():
@@ -55,15 +45,15 @@ def replace_dir(source_dir: Path, target_dir: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    all_params = load_params()
-    params, seed = all_params["download"], all_params["base"]["seed"]
-    check_params(params)
+    params = load_config()
+    config, seed = params.download, params.base.seed
+    check_source(config, project_dir=Path.cwd(), output_dir=args.raw_dir.parent)
     started = time.monotonic()
     args.raw_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(args.raw_dir.parent, f"{STAGING_PREFIX}*")  # a killed run's copy of the dataset
     # Stage next to data/raw, so the final move is a rename and a crash never leaves half a dataset.
     with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=args.raw_dir.parent) as staging:
-        staged = stage_source(params, seed, Path(staging), args.kaggle_cache)
+        staged = stage_source(config, seed, Path(staging), args.kaggle_cache)
         replace_dir(staged.root, args.raw_dir)
     log.info("Dataset from %s (version %s) in %s after %.1f s",
              staged.source, staged.version, args.raw_dir, time.monotonic() - started)
@@ -72,7 +62,7 @@ def main() -> None:
     if len(skipped):
         log.warning("Skipped %d entries of the source that are not data (reasons: %s), listed in %s",
                     len(skipped), skipped["reason"].value_counts().sort_index().to_dict(), args.skipped)
-    manifest = build_manifest(args.raw_dir, min_side_px=params["min_side_px"])
+    manifest = build_manifest(args.raw_dir, min_side_px=config.min_side_px)
     write_csv(args.skipped, skipped)
     write_csv(args.manifest, manifest)
     summary = summarize_manifest(manifest)

@@ -6,11 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-
 from facerec.atomic import write_csv, write_json
+from facerec.config import load_config
 from facerec.manifests import read_manifest
-from facerec.params import load_params
-from facerec.split import SplitConfig, split_manifest
+from facerec.split import split_manifest
 from facerec.stage_runner import run_stage
 
 log = logging.getLogger("facerec.split")
@@ -26,27 +25,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def split_config(params: dict, seed: int) -> SplitConfig:
-    """SplitConfig from the split section; its constructor checks every value."""
-    return SplitConfig(
-        seed=seed,
-        val_fraction=params["val_fraction"],
-        test_fraction=params["test_fraction"],
-        min_images_per_identity=params["min_images_per_identity"],
-        near_duplicate_max_distance=params["near_duplicate_max_distance"],
-        keep_conflicts=params["keep_conflicts"],
-        identities=params["identities"] or None,
-        max_identities=params["max_identities"] or None,
-        unknown_identities=params["unknown_identities"],
-    )
-
-
 def main() -> None:
     args = parse_args()
-    all_params = load_params()
-    config = split_config(all_params["split"], all_params["base"]["seed"])
+    params = load_config()
     manifest = read_manifest(args.manifest)
-    result = split_manifest(manifest, args.raw_dir, config)
+    result = split_manifest(manifest, args.raw_dir, params.split, params.base.seed)
     args.splits_dir.mkdir(parents=True, exist_ok=True)
     for stale in args.splits_dir.glob("*.csv"):
         stale.unlink()  # an old unknown.csv must not outlive a run without a holdout

@@ -8,27 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, tiny_params, write_params
 
-# Every stage in a minute or two on CPU: a few small synthetic identities, 1 epoch, a random base.
-TINY_PARAMS = {
-    "download": {"source": "synthetic", "synthetic": {"identities": 5, "images_per_identity": 16,
-                                                      "image_size_px": 48}},
-    "split": {"min_images_per_identity": 3, "unknown_identities": 1},
-    "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "weights": "none", "batch_size": 16},
+# Every stage in a minute or two on CPU, on top of the tests' tiny params: one identity more than
+# the tiny set, held out as unknown, and one phase-1 epoch.
+E2E_CHANGES = {
+    "download": {"synthetic": {"identities": 5, "images_per_identity": 16}},
+    "split": {"unknown_identities": 1},
+    "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "deterministic": False,
+              "mixed_precision": "auto"},  # what a user has before `-S train.mixed_precision=off`
 }
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.txt", ".dvcignore", ".gitignore",
                  "facerec", "stages"]
 # Copied after `dvc init`: the plots page template setting (.dvc/config) and the plot templates.
 DVC_FILES = [".dvc/config", ".dvc/plots"]
-
-
-def merge(base: dict, changes: dict) -> dict:
-    """Apply nested `changes` onto `base` (in place) and return it."""
-    for key, value in changes.items():
-        base[key] = merge(base[key], value) if isinstance(value, dict) and key in base else value
-    return base
 
 
 def sh(repo: Path, *command: str) -> str:
@@ -42,15 +35,14 @@ def sh(repo: Path, *command: str) -> str:
 
 
 def make_repo(repo: Path, params_changes: dict) -> Path:
-    """A committed copy of the project in `repo` with params.yaml changed by `params_changes`."""
+    """A committed copy of the project in `repo` with the tiny params.yaml changed by `params_changes`."""
     for name in PROJECT_FILES:
         source = PROJECT_ROOT / name
         if source.is_dir():
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, repo / name)
-    params = merge(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")), params_changes)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    write_params(repo, tiny_params(**params_changes))
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
     shutil.copy2(PROJECT_ROOT / DVC_FILES[0], repo / DVC_FILES[0])

@@ -12,21 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, tiny_params, write_params
 
 from facerec.manifests import load_split, read_manifest
 
 
 def _project(tmp_path: Path, **download) -> Path:
-    """A scratch folder with params.yaml (small synthetic defaults) but no DVC."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["download"].update({"source": "synthetic", "synthetic": {
-        "identities": 4, "images_per_identity": 14, "image_size_px": 48}, **download})
-    params["split"]["min_images_per_identity"] = 3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    """A scratch folder with the tiny params.yaml (`download` changed) but no DVC."""
+    write_params(tmp_path, tiny_params(download=download))
     return tmp_path
 
 
@@ -133,10 +126,8 @@ def test_one_person_dataset_stops_at_split_naming_the_param(tmp_path, synthetic_
 
 
 def test_filters_leaving_one_identity_name_the_params(tmp_path):
-    project = _project(tmp_path)
-    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-    params["split"].update({"max_identities": 2, "unknown_identities": 1})
-    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    project = tmp_path
+    write_params(project, tiny_params(split={"max_identities": 2, "unknown_identities": 1}))
     assert _download(project).returncode == 0
     done = _split(project)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
@@ -179,3 +170,16 @@ def test_zip_bomb_stops_the_download_naming_the_param(tmp_path):
     assert "download.max_extraction_ratio = 100" in done.stderr and "pins_A/a.jpg" in done.stderr, done.stderr
     assert not (project / "data/raw").exists(), "nothing half-extracted is left as data"
     assert list((project / "data").iterdir()) == [], "the staging folder is removed"
+
+
+@pytest.mark.parametrize("source", ["", ".", "{project}", "{parent}", "data"])
+def test_source_holding_the_project_or_its_outputs_is_refused_before_copying(tmp_path, source):
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)  # where the stage would stage and write
+    (project / "data/old.txt").write_text("the previous run's data", encoding="utf-8")
+    project = _project(project, source=source.format(project=project, parent=tmp_path))
+    done = _download(project)
+    assert done.returncode == 2, f"refused with exit code 2: {done.stderr}"
+    assert f"download.source = {source.format(project=project, parent=tmp_path)!r}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert sorted(path.name for path in (project / "data").iterdir()) == ["old.txt"], "nothing was copied"

@@ -10,9 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import PROJECT_ROOT, tiny_params, write_params
 
-from conftest import PROJECT_ROOT
 from tests.kaggle_standin import StandinState, start_standin
 from tests.test_kaggle_source import DATASET, KEY, OWNER, SLUG, USERNAME, build_pins_zip
 
@@ -28,11 +27,8 @@ def server():
 
 
 def _run_stage(project: Path, proxy_url: str, credentials: dict) -> subprocess.CompletedProcess:
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["download"].update({"source": "kaggle", "kaggle_dataset": DATASET, "kaggle_version": 2,
-                               "retry_wait_s": 0, "min_side_px": 8})
-    project.mkdir(parents=True, exist_ok=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    write_params(project, tiny_params(download={"source": "kaggle", "kaggle_dataset": DATASET, "kaggle_version": 2,
+                                                "retry_wait_s": 0, "min_side_px": 8}))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), "HOME": str(project / "home"),
            "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "http_proxy": proxy_url, "HTTP_PROXY": proxy_url,
            "no_proxy": "", "NO_PROXY": "", **credentials}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import tiny_config, tiny_params, write_params
 
 from facerec.evaluation import (
     accuracy,
@@ -48,7 +48,7 @@ def trained_project(tmp_path_factory, raw_dir: Path) -> Path:
     import keras
 
     from facerec.data import make_dataset
-    from facerec.model import AugmentConfig, ModelConfig, build_model
+    from facerec.model import build_model
 
     splits = _splits(raw_dir)
     (project / "splits").mkdir(parents=True)
@@ -56,8 +56,8 @@ def trained_project(tmp_path_factory, raw_dir: Path) -> Path:
         frame.to_csv(project / "splits" / f"{name}.csv", index=False)
     labels = sorted(splits["train"]["identity"].unique())
     keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig(num_classes=len(labels), image_size_px=IMAGE_PX, weights="none",
-                                    head_units=16, augment=AugmentConfig()), seed=0)
+    config = tiny_config(train={"image_size": IMAGE_PX, "model": {"head_units": 16}}).train
+    model = build_model(config, len(labels), seed=0)
     model.compile(optimizer=keras.optimizers.Adamax(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     data = {name: make_dataset(splits[name], raw_dir, labels, image_size_px=IMAGE_PX, batch_size=8,
@@ -88,10 +88,8 @@ def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, un
     from stages import evaluate
 
     out_dir.mkdir()
-    params = {"base": {"seed": 0}, "evaluate": {"top_k": 2, "batch_size": 8, "known_acceptance_rate": 0.9,
-                                                "open_set_score": "max_softmax", "grid_images": 6,
-                                                "enrol_images": 5}}
-    (out_dir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    write_params(out_dir, tiny_params(base={"seed": 0}, evaluate={"known_acceptance_rate": 0.9,
+                                                                  "open_set_score": "max_softmax"}))
     monkeypatch.chdir(out_dir)
     splits = project / "splits"
     monkeypatch.setattr(sys, "argv", [

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dvc_project import TINY_PARAMS, make_repo, sh
+from dvc_project import E2E_CHANGES, make_repo, sh
 from PIL import Image
 
 from facerec.manifests import load_split, read_manifest
@@ -79,7 +79,7 @@ def build_hostile_archive(folder: Path) -> Path:
 def repo(tmp_path_factory) -> Path:
     """The project on the hostile archive, after one full `dvc repro`."""
     archive = build_hostile_archive(tmp_path_factory.mktemp("hostile"))
-    params = {**TINY_PARAMS, "download": {"source": str(archive)},
+    params = {**E2E_CHANGES, "download": {"source": str(archive)},
               "split": {"min_images_per_identity": 3, "unknown_identities": 0}}
     repo = make_repo(tmp_path_factory.mktemp("project"), params)
     sh(repo, "dvc", "repro")

@@ -112,6 +112,14 @@ def test_pinned_version_is_requested_and_then_reused(standin, tmp_path, monkeypa
     assert len(standin.seen) == seen_before, "reuse must not contact the server"
 
 
+def readme_demo_command() -> str:
+    """The `dvc exp run` command of the README's demo section, on one line."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Demo", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    command = " ".join(block.replace("\\\n", " ").split())
+    return command[command.index("dvc exp run"):]
+
+
 def test_missing_credentials_explain_forms_and_offline_options(standin, tmp_path):
     with pytest.raises(KaggleCredentialsError) as caught:  # a SystemExit would escape this
         download_dataset_archive(DATASET, None, tmp_path / "cache")
@@ -119,9 +127,9 @@ def test_missing_credentials_explain_forms_and_offline_options(standin, tmp_path
     home = tmp_path / "home"
     for expected in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR",
                      str(home / ".kaggle" / "access_token"), "kaggle.json",
-                     "Settings → API → Create New Token", "download.source: synthetic",
-                     "dvc exp run -S download.source=synthetic"):
+                     "Settings → API → Create New Token", "download.source: /path/to/archive.zip"):
         assert expected in message, f"the missing-credentials message must mention {expected!r}"
+    assert readme_demo_command() in message, "the offline way out is the README's demo, which needs no downloads"
     assert isinstance(caught.value, PipelineInputError), "the stage reports it without traceback"
     assert standin.seen == [], "nothing is sent without credentials"
 

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
-import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, merged, tiny_config
 
-from facerec.model import AugmentConfig, ModelConfig, ResNetPreprocess, SymmetricShear, build_model
-from facerec.training import PhaseSchedule, compile_model, unfreeze_top
-from stages.train import model_config, schedule
+from facerec.config import TrainConfig, read_params
+from facerec.model import ResNetPreprocess, SymmetricShear, build_model
+from facerec.training import compile_model, unfreeze_top
 
-SIZE_PX = 32
-NO_AUGMENT = AugmentConfig(rotation_deg=0, shift_fraction=0, shear_fraction=0, zoom_fraction=0, horizontal_flip=False)
+TRAIN = tiny_config().train  # 32 px, random (weights none) base
+SIZE_PX = TRAIN.image_size
+NO_AUGMENT = replace(TRAIN.model.augment, rotation_deg=0, shift_fraction=0, shear_fraction=0, zoom_fraction=0,
+                     horizontal_flip=False)
 # The original recipe, exactly as docs/training.md passes it to `dvc exp run -S`.
 ORIGINAL_OVERRIDES = {"fine_tune_epochs": 0, "label_smoothing": 0.0, "weight_decay": 0.0,
                       "early_stopping_patience": 0}
 
 
-def tiny_model(num_classes=3, weights="none", **config) -> keras.Model:
+def tiny_model(num_classes=3, weights="none", **model_changes) -> keras.Model:
     """32 px ResNet50 classifier with a random (or file) base, built in a second or two."""
-    return build_model(ModelConfig(num_classes=num_classes, image_size_px=SIZE_PX, weights=weights, **config))
+    return build_model(replace(TRAIN, weights=weights, model=replace(TRAIN.model, **model_changes)), num_classes,
+                       seed=0)
 
 
 def images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,9 +33,9 @@ def images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (count, SIZE_PX, SIZE_PX, 3)).astype("float32"), np.arange(count) % 3
 
 
-def eager_compile(model: keras.Model, learning_rate=1e-3, **schedule_fields) -> None:
+def eager_compile(model: keras.Model, learning_rate=1e-3, **train_changes) -> None:
     """compile_model, then run Keras' own train_step eagerly: no 10-20 s graph trace per test."""
-    compile_model(model, learning_rate, PhaseSchedule(epochs=1, learning_rate=learning_rate, **schedule_fields))
+    compile_model(model, learning_rate, replace(TRAIN, learning_rate=learning_rate, **train_changes))
     model.run_eagerly = True
 
 
@@ -86,7 +88,7 @@ def test_phase2_changes_only_unfrozen_non_batchnorm_base_layers():
 
 def test_loss_falls_when_overfitting_a_handful_of_images():
     model = tiny_model(augment=NO_AUGMENT, head_dropout=(0.0, 0.0))
-    eager_compile(model, learning_rate=1e-2)
+    eager_compile(model, learning_rate=1e-2, label_smoothing=0.0, weight_decay=0.0)  # plain cross-entropy
     batch, labels = images(6)
     first = model.train_on_batch(batch, labels)[0]
     for _ in range(7):
@@ -94,13 +96,14 @@ def test_loss_falls_when_overfitting_a_handful_of_images():
     assert last < 0.5 * first, f"the head can memorise 6 images (loss {first:.3f} → {last:.3f})"
 
 
-def _recipe(train_overrides: dict, model_overrides: dict | None = None) -> tuple[keras.Model, PhaseSchedule]:
-    params = copy.deepcopy(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))["train"])
-    params.update({**train_overrides, "weights": "none", "image_size": SIZE_PX})
-    params["model"].update(model_overrides or {})
-    model = build_model(model_config(params, 3))
-    compile_model(model, params["learning_rate"], schedule(params))
-    return model, schedule(params)
+def _recipe(train_overrides: dict, model_overrides: dict | None = None) -> tuple[keras.Model, TrainConfig]:
+    """The project's own train section (not the tiny one) with `train_overrides`, at 32 px without weights."""
+    params = merged(read_params(PROJECT_ROOT / "params.yaml")["train"],
+                    {**train_overrides, "weights": "none", "image_size": SIZE_PX, "model": model_overrides or {}})
+    config = TrainConfig.from_params(params)
+    model = build_model(config, 3, seed=0)
+    compile_model(model, config.learning_rate, config)
+    return model, config
 
 
 @pytest.mark.parametrize("recipe", ["original", "default"])
@@ -153,7 +156,3 @@ def test_saved_model_reloads_in_safe_mode_with_identical_predictions(tmp_path):
     assert not same_predictions(trained, wrong), \
         f"the tolerance still catches a reload with the wrong weights (they differ by {np.abs(trained - wrong).max():.2e})"
 
-
-def test_model_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="head_dropuot"):
-        ModelConfig.from_params(3, {"head_dropuot": [0.1, 0.4]})

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dvc_project import TINY_PARAMS, make_repo
+from dvc_project import E2E_CHANGES, make_repo
 from dvc_project import sh as _sh
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A copy of the project with tiny params, committed, after one full `dvc repro`."""
-    repo = make_repo(tmp_path_factory.mktemp("project"), TINY_PARAMS)
+    repo = make_repo(tmp_path_factory.mktemp("project"), E2E_CHANGES)
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "first run")
@@ -73,3 +73,15 @@ def test_experiment_with_other_epochs_shows_in_metrics_diff(repo):
     trained_with = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))["params"]
     assert trained_with["model"]["head_dropout"] == [0.1, 0.4], "the list override reached the model"
     assert trained_with["label_smoothing"] == 0 and trained_with["weight_decay"] == 0, "original recipe applied"
+
+
+def test_on_off_words_survive_dvc_rewriting_params(repo):
+    # DVC rewrites params.yaml in YAML 1.2 and leaves `off` unquoted; YAML 1.1 would read it as False.
+    _sh(repo, "dvc", "exp", "run", "-S", "train.mixed_precision=off")
+    assert "mixed_precision: off\n" in (repo / "params.yaml").read_text(encoding="utf-8"), "DVC wrote the bare word"
+    card = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))
+    assert card["params"]["mixed_precision"] == "off", "train read the word, not a boolean"
+    # Every later -S rewrites the file again, with `off` still in it.
+    _sh(repo, "dvc", "exp", "run", "-S", "train.lr_patience=2")
+    card = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))
+    assert (card["params"]["mixed_precision"], card["params"]["lr_patience"]) == ("off", 2), "both runs trained"

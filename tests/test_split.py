@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
 import logging
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
 from facerec.errors import PipelineInputError
-from facerec.split import SplitConfig, split_manifest
+from facerec.split import split_manifest
 
-BASE = SplitConfig(
-    seed=1,
-    val_fraction=0.2,
-    test_fraction=0.2,
-    min_images_per_identity=5,
-    near_duplicate_max_distance=40,
-)
+SEED = 1
+BASE = replace(tiny_config().split, val_fraction=0.2, test_fraction=0.2, min_images_per_identity=5,
+               near_duplicate_max_distance=40)
 IDENTITIES = {"Alice Doe": 14, "bob": 14, "carol": 14, "Zoë Ångström": 12, "李 雷": 12, "tiny": 4}
 
 
@@ -81,10 +78,10 @@ def dataset(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return pd.DataFrame(rows).sort_values("path", ignore_index=True), raw_dir
 
 
-def run(dataset, **changes):
+def run(dataset, seed=SEED, **changes):
     """Split the tiny dataset with BASE changed by `changes`."""
     manifest, raw_dir = dataset
-    return split_manifest(manifest, raw_dir, dataclasses.replace(BASE, **changes))
+    return split_manifest(manifest, raw_dir, replace(BASE, **changes), seed)
 
 
 def split_of(result) -> dict[str, str]:
@@ -146,8 +143,8 @@ def synthetic_manifest(counts: dict[str, int], seed: int = 0) -> tuple[pd.DataFr
 def test_stratified_within_one_image_per_identity(val_fraction, test_fraction):
     counts = {f"person {n:02d}": n for n in (5, 7, 10, 13, 19, 26, 40, 77)}
     manifest, hashes = synthetic_manifest(counts)
-    config = dataclasses.replace(BASE, val_fraction=val_fraction, test_fraction=test_fraction)
-    result = split_manifest(manifest, Path("unused"), config, hashes=hashes)
+    config = replace(BASE, val_fraction=val_fraction, test_fraction=test_fraction)
+    result = split_manifest(manifest, Path("unused"), config, SEED, hashes=hashes)
     for name, fraction in (("val", val_fraction), ("test", test_fraction)):
         per_identity = result.splits[name]["identity"].value_counts()
         for identity, total in counts.items():
@@ -193,7 +190,7 @@ def test_identity_size_counts_distinct_images_not_copies(caplog):
     for index in copies:
         hashes[index] = hashes[copies[0]]  # six files of one picture are one distinct image
     with caplog.at_level(logging.WARNING, logger="facerec.split"):
-        result = split_manifest(manifest, Path("unused"), BASE, hashes=hashes)
+        result = split_manifest(manifest, Path("unused"), BASE, SEED, hashes=hashes)
     assert result.report["excluded_identities"] == {"copies": 1}, "copies count once"
 
 
@@ -236,24 +233,24 @@ def test_non_ascii_identities_are_split_and_report_is_json(dataset):
 
 def test_bad_config_names_the_key():
     with pytest.raises(ValueError, match="split.test_fraction"):
-        dataclasses.replace(BASE, test_fraction=0.9)
+        replace(BASE, test_fraction=0.9)
     with pytest.raises(ValueError, match="split.min_images_per_identity"):
-        dataclasses.replace(BASE, min_images_per_identity=2)
+        replace(BASE, min_images_per_identity=2)
 
 
 def test_assignment_does_not_depend_on_hash_randomisation():
     script = (
-        "import sys; from pathlib import Path; from tests.test_split import BASE, synthetic_manifest;"
+        "import sys; from pathlib import Path; from tests.test_split import BASE, SEED, synthetic_manifest;"
         "from facerec.split import split_manifest;"
         "m, h = synthetic_manifest({'a b': 9, 'ç': 12, 'd': 30});"
-        "r = split_manifest(m, Path('x'), BASE, hashes=h);"
+        "r = split_manifest(m, Path('x'), BASE, SEED, hashes=h);"
         "sys.stdout.write(r.splits['test'].to_csv())"
     )
     root = Path(__file__).resolve().parents[1]
     outputs = {
         subprocess.run(
             [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True,
-            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(root)},
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": f"{root}:{root / 'tests'}"},
         ).stdout
         for seed in ("1", "2")
     }  # fmt: skip

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import keras
 import pytest
-from train_project import make_project, read_steps, start_training
+from train_project import make_project, read_steps, stage_env, start_training, train_command
 
 import facerec.model
 import facerec.training  # noqa: F401 - registers the label-smoothing loss in the saved compile config
@@ -33,3 +34,22 @@ def test_two_deterministic_runs_give_identical_weights_and_full_outputs(tmp_path
     model = keras.models.load_model(project / "models/model.keras", safe_mode=True)
     assert model.output_shape == (None, 4), "the saved model loads safely and predicts 4 identities"
     assert not (project / ".cache/train-backup").exists(), "a completed run removes its backups"
+
+
+def test_imagenet_weights_offline_says_what_happened_and_the_ways_out(tmp_path, synthetic_root):
+    project = make_project(tmp_path / "project", synthetic_root, weights="imagenet")
+    keras_home = tmp_path / "keras_home"  # an empty Keras cache
+    closed_port = "http://127.0.0.1:9"  # nothing listens: the fetch fails at once, and never leaves the machine
+    done = subprocess.run(train_command(synthetic_root), check=False, cwd=project, capture_output=True, text=True,
+                          timeout=240, env=stage_env(KERAS_HOME=str(keras_home), https_proxy=closed_port,
+                                                     HTTPS_PROXY=closed_port, http_proxy=closed_port,
+                                                     HTTP_PROXY=closed_port, no_proxy="", NO_PROXY=""))
+    assert done.returncode == 2, f"an expected problem exits with code 2: {done.stderr[-3000:]}"
+    message = done.stderr
+    assert "Traceback" not in message, message
+    assert "train.weights = 'imagenet'" in message and "fetching them failed" in message, "what happened"
+    cached = keras_home / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert str(cached) in message, f"way out 1a: the file into Keras' own cache, by exact name: {message}"
+    assert "train.weights: /path/to/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message, "way out 1b"
+    assert "train.weights: none" in message, "way out 2"
+    assert not (project / "models").exists() and not (project / "dvclive").exists(), "nothing was written"

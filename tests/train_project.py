@@ -8,23 +8,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, tiny_params, write_params
 
 from facerec.layout import identity_from_folder
 
-# Small enough for CPU: 32 px, a few epochs, a random (weights none) base and a short phase 2.
-TINY_TRAIN = {"image_size": 32, "batch_size": 6, "epochs": 2, "fine_tune_epochs": 1, "weights": "none",
-              "fine_tune_from": "conv5_block3_1_conv", "early_stopping_patience": 0, "cache": "none",
-              "mixed_precision": "off", "deterministic": True}
-
 
 def make_project(root: Path, raw_dir: Path, **train) -> Path:
-    """params.yaml (shrunk train section), split CSVs (3 val images per identity) and a manifest."""
-    root.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["train"].update({**TINY_TRAIN, **train})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    """The tiny params.yaml (`train` changed), split CSVs (3 val images per identity) and a manifest."""
+    write_params(root, tiny_params(train=train))
     rows = [{"path": path.relative_to(raw_dir).as_posix(), "identity": identity_from_folder(path.parent.name)}
             for path in sorted(raw_dir.rglob("*.jpg"))]
     frame = pd.DataFrame(rows)
