@@ -267,7 +267,7 @@ def _raise_for_http(error: requests.HTTPError, dataset: str, version: int | None
 
 
 def download_dataset_archive(dataset: str, version: str | int | None, download_dir: Path, *,
-                             max_attempts: int = 3, retry_wait_s: float = 5.0) -> KaggleArchive:
+                             max_attempts: int, retry_wait_s: float) -> KaggleArchive:
     """Return a complete, CRC-checked zip of `dataset` at `version` (None or "" = latest).
 
     Archives live in `download_dir/<owner>/<slug>-v<version>.zip` and are reused; an

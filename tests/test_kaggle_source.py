@@ -86,7 +86,7 @@ def complete_zips(folder: Path) -> list[Path]:
 def test_latest_version_is_resolved_and_archive_is_byte_identical(standin, tmp_path, monkeypatch,
                                                                   form):
     use_credentials(form, tmp_path, monkeypatch)
-    result = download_dataset_archive(DATASET, "", tmp_path / "cache", retry_wait_s=0)
+    result = download_dataset_archive(DATASET, "", tmp_path / "cache", retry_wait_s=0, max_attempts=3)
     assert result.version == "3", "an empty version must resolve to the latest number"
     assert result.archive_path.read_bytes() == standin.archives[(OWNER, SLUG, 3)], \
         "the delivered zip must be exactly what the server served"
@@ -98,7 +98,7 @@ def test_latest_version_is_resolved_and_archive_is_byte_identical(standin, tmp_p
 
 def test_pinned_version_is_requested_and_then_reused(standin, tmp_path, monkeypatch):
     use_credentials("env_key", tmp_path, monkeypatch)
-    result = download_dataset_archive(DATASET, 2, tmp_path / "cache", retry_wait_s=0)
+    result = download_dataset_archive(DATASET, 2, tmp_path / "cache", retry_wait_s=0, max_attempts=3)
     downloads = standin.calls("datasets.DatasetApiService/DownloadDataset")
     assert [c["body"]["datasetVersionNumber"] for c in downloads] == [2], "pin sent to server"
     assert not standin.calls("datasets.DatasetApiService/GetDataset"), "a pin needs no lookup"
@@ -107,7 +107,7 @@ def test_pinned_version_is_requested_and_then_reused(standin, tmp_path, monkeypa
 
     seen_before = len(standin.seen)
     monkeypatch.delenv("KAGGLE_KEY")  # a cached archive must not even need credentials
-    again = download_dataset_archive(DATASET, "2", tmp_path / "cache")
+    again = download_dataset_archive(DATASET, "2", tmp_path / "cache", max_attempts=3, retry_wait_s=0)
     assert again == result, "a complete archive for the same dataset+version is reused"
     assert len(standin.seen) == seen_before, "reuse must not contact the server"
 
@@ -122,7 +122,7 @@ def readme_demo_command() -> str:
 
 def test_missing_credentials_explain_forms_and_offline_options(standin, tmp_path):
     with pytest.raises(KaggleCredentialsError) as caught:  # a SystemExit would escape this
-        download_dataset_archive(DATASET, None, tmp_path / "cache")
+        download_dataset_archive(DATASET, None, tmp_path / "cache", max_attempts=3, retry_wait_s=0)
     message = str(caught.value)
     home = tmp_path / "home"
     for expected in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR",
@@ -139,7 +139,7 @@ def test_rejected_credentials(standin, tmp_path, monkeypatch, form):
     use_credentials(form, tmp_path, monkeypatch)
     standin.reject_all = True
     with pytest.raises(KaggleCredentialsError, match="rejected") as caught:
-        download_dataset_archive(DATASET, 1, tmp_path / "cache", retry_wait_s=0)
+        download_dataset_archive(DATASET, 1, tmp_path / "cache", retry_wait_s=0, max_attempts=3)
     assert "Create New Token" in str(caught.value), "the message must say how to renew"
 
 
@@ -147,7 +147,7 @@ def test_rejected_credentials(standin, tmp_path, monkeypatch, form):
 def test_unknown_dataset_or_version_is_not_found(standin, tmp_path, monkeypatch, dataset, version):
     use_credentials("env_key", tmp_path, monkeypatch)
     with pytest.raises(KaggleNotFoundError) as caught:
-        download_dataset_archive(dataset, version, tmp_path / "cache", retry_wait_s=0)
+        download_dataset_archive(dataset, version, tmp_path / "cache", retry_wait_s=0, max_attempts=3)
     assert dataset in str(caught.value), "the message must name the dataset slug"
     assert f"version {version or 'latest'}" in str(caught.value), "and the version asked for"
 
@@ -176,14 +176,14 @@ def test_interrupted_download_is_resumed_on_the_next_run(standin, tmp_path, monk
     served = standin.archives[(OWNER, SLUG, 1)] = build_pins_zip(1, noise_bytes=3 << 20)
     standin.cut_after_bytes, standin.cut_times = len(served) // 2, 1
     with pytest.raises(KaggleNetworkError):
-        download_dataset_archive(DATASET, 1, tmp_path / "cache", max_attempts=1)
+        download_dataset_archive(DATASET, 1, tmp_path / "cache", max_attempts=1, retry_wait_s=0)
     part_files = list((tmp_path / "cache").rglob("*.zip.part"))
     assert len(part_files) == 1, "the interrupted download is kept as .part"
     kept = part_files[0].stat().st_size
     assert 0 < kept < len(served), "the .part holds the bytes received before the cut"
     assert not complete_zips(tmp_path / "cache"), "and nothing looks like a complete archive"
 
-    result = download_dataset_archive(DATASET, 1, tmp_path / "cache", max_attempts=1)
+    result = download_dataset_archive(DATASET, 1, tmp_path / "cache", max_attempts=1, retry_wait_s=0)
     assert result.archive_path.read_bytes() == served, "the resumed archive must be complete"
     last_fetch = standin.calls("archive")[-1]
     assert last_fetch["range"] == f"bytes={kept}-", "the next run asks only for the rest"
@@ -195,7 +195,7 @@ def test_credentials_never_leak(standin, tmp_path, monkeypatch, caplog, capsys, 
     caplog.set_level(logging.DEBUG)  # every logger, including the client's and urllib3's
     use_credentials(form, tmp_path, monkeypatch)
     cache = tmp_path / "cache"
-    download_dataset_archive(DATASET, None, cache, retry_wait_s=0)
+    download_dataset_archive(DATASET, None, cache, retry_wait_s=0, max_attempts=3)
     messages = []
     standin.cut_after_bytes, standin.cut_times = 50, 1_000
     with pytest.raises(KaggleError) as caught:
@@ -203,7 +203,7 @@ def test_credentials_never_leak(standin, tmp_path, monkeypatch, caplog, capsys, 
     messages.append(str(caught.value))
     standin.reject_all = True
     with pytest.raises(KaggleError) as caught:
-        download_dataset_archive(DATASET, 1, cache, retry_wait_s=0)
+        download_dataset_archive(DATASET, 1, cache, retry_wait_s=0, max_attempts=3)
     messages.append(str(caught.value))
 
     captured = capsys.readouterr()
