@@ -23,10 +23,10 @@ def mirror_argument(parser: argparse.ArgumentParser) -> None:
 
 def extract_mirror(mirror: Path, work_dir: Path) -> Path:
     """Extract the mirror into work_dir as the download stage does; return the folder of identity folders."""
-    from facerec.params import load_params
+    from facerec.config import load_config
     from facerec.sources import stage_archive
 
-    staged = stage_archive(mirror, work_dir, str(mirror), "local", load_params(REPO_ROOT / "params.yaml")["download"])
+    staged = stage_archive(mirror, work_dir, str(mirror), "local", load_config(REPO_ROOT / "params.yaml").download)
     return staged.root
 
 

@@ -15,20 +15,20 @@ from pathlib import Path
 
 from common import REPO_ROOT, load_average, mirror_argument, summary
 
-from facerec.params import load_params
+from facerec.config import DownloadConfig, load_config
 from facerec.sources import stage_archive
 from facerec.verify import build_manifest, summarize_manifest
 
 log = logging.getLogger("benchmarks.ingest")
 
 
-def one_run(mirror: Path, params: dict) -> dict:
+def one_run(mirror: Path, config: DownloadConfig) -> dict:
     """Seconds to extract and to verify, and the manifest's summary."""
     with tempfile.TemporaryDirectory(prefix="ingest-") as work_dir:
         started = time.perf_counter()
-        staged = stage_archive(mirror, Path(work_dir), str(mirror), "local", params)
+        staged = stage_archive(mirror, Path(work_dir), str(mirror), "local", config)
         extracted_s = time.perf_counter() - started
-        manifest = build_manifest(staged.root, min_side_px=params["min_side_px"])
+        manifest = build_manifest(staged.root, min_side_px=config.min_side_px)
         verified_s = time.perf_counter() - started - extracted_s
     return {"extract_s": extracted_s, "verify_s": verified_s, "summary": summarize_manifest(manifest),
             "skipped": len(staged.skipped)}
@@ -40,8 +40,8 @@ def main() -> None:
     mirror_argument(parser)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    params = load_params(REPO_ROOT / "params.yaml")["download"]
-    runs = [one_run(args.mirror, params) for _ in range(args.runs)]
+    config = load_config(REPO_ROOT / "params.yaml").download
+    runs = [one_run(args.mirror, config) for _ in range(args.runs)]
     result = {
         "extract_s": summary([run["extract_s"] for run in runs]),
         "verify_s": summary([run["verify_s"] for run in runs]),
