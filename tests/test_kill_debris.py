@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, tiny_params, write_params
 from PIL import Image
 
 DEADLINE_S = 120  # generous: the machine is shared; this bounds waiting, it is not a timing assertion
@@ -77,10 +76,7 @@ def wait_for(condition, process: subprocess.Popen) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find worker processes")
 def test_sigkill_leaves_no_orphan_workers_and_the_next_run_cleans_staging(tmp_path):
     project = tmp_path / "project"
-    project.mkdir()
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["download"].update({"source": str(make_mirror(tmp_path / "mirror")), "min_side_px": 8})
-    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    write_params(project, tiny_params(download={"source": str(make_mirror(tmp_path / "mirror")), "min_side_px": 8}))
     log_path = tmp_path / "stage.log"
 
     # 1. Killed while copying the source into its staging folder.
