@@ -282,6 +282,6 @@ def test_dataset_without_two_usable_identities_says_why():
         "status": ["unsupported_format"] * 10,
     })
     with pytest.raises(PipelineInputError) as error:
-        split_manifest(manifest, Path("unused"), BASE, hashes=[""] * 10)
+        split_manifest(manifest, Path("unused"), BASE, SEED, hashes=[""] * 10)
     message = str(error.value)
     assert "{'unsupported_format': 10}" in message and "download.source" in message, message
