@@ -156,3 +156,12 @@ def test_saved_model_reloads_in_safe_mode_with_identical_predictions(tmp_path):
     assert not same_predictions(trained, wrong), \
         f"the tolerance still catches a reload with the wrong weights (they differ by {np.abs(trained - wrong).max():.2e})"
 
+
+
+def test_imagenet_weights_are_the_file_keras_itself_would_fetch():
+    from keras.src.applications import resnet  # Keras' own constants, to catch drift after an upgrade
+
+    from facerec.model import IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_MD5, IMAGENET_WEIGHTS_URL
+
+    assert IMAGENET_WEIGHTS_URL == resnet.BASE_WEIGHTS_PATH + IMAGENET_WEIGHTS_FILE, "same URL and cache file name"
+    assert IMAGENET_WEIGHTS_MD5 == resnet.WEIGHTS_HASHES["resnet50"][1], "same no-top weights checksum"
