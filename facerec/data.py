@@ -32,8 +32,13 @@ def decode_and_resize(path: tf.Tensor, image_size_px: int) -> tf.Tensor:
     """
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return resize_square(image, image_size_px)
+
+
+def resize_square(image: tf.Tensor, image_size_px: int) -> tf.Tensor:
+    """Resize an RGB image, or a batch of them, to a uint8 square (the exported models reuse it)."""
     # Anti-aliasing only matters when shrinking, and costs half the input pipeline's speed.
-    shrinking = tf.reduce_max(tf.shape(image)[:2]) > image_size_px
+    shrinking = tf.reduce_max(tf.shape(image)[-3:-1]) > image_size_px
     resized = tf.cond(
         shrinking,
         lambda: tf.image.resize(image, (image_size_px, image_size_px), antialias=True),

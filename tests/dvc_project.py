@@ -17,6 +17,8 @@ E2E_CHANGES = {
     "split": {"unknown_identities": 1},
     "train": {"image_size": 48, "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "deterministic": False,
               "mixed_precision": "auto"},  # what a user has before `-S train.mixed_precision=off`
+    # ONNX conversion takes minutes on a loaded CPU; tests/test_export.py covers it.
+    "export": {"formats": ["saved_model", "tflite"], "timing_images": 4, "throughput_batch_size": 4},
 }
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", "requirements.txt", ".dvcignore", ".gitignore",
                  "facerec", "stages"]

@@ -32,6 +32,11 @@ def test_declared_metrics_exist_with_expected_keys(repo):
     enrolment = evaluation["enrolment"]
     assert enrolment["n_identities"] == 1 and enrolment["n"] == open_set["n_unknown"] - 5, "enrolled from 5 photos"
     assert (repo / "known_gallery/gallery.json").is_file(), "evaluate wrote the trained identities' gallery"
+    exported = json.loads((repo / "metrics/export.json").read_text(encoding="utf-8"))
+    assert set(exported) >= {"saved_model", "tflite"} and "onnx" not in exported, "the formats params asked for"
+    assert exported["saved_model"]["top1_agreement"] == 1.0, "the SavedModel agrees with Keras on every test image"
+    assert (repo / "export/saved_model/saved_model.pb").is_file() and (repo / "export/model.tflite").is_file(), \
+        "export stage wrote the models"
     threshold = json.loads((repo / "metrics/open_set.json").read_text(encoding="utf-8"))
     assert threshold["threshold"] == open_set["threshold"], "predict reads the threshold evaluate chose"
     data = json.loads((repo / "metrics/data.json").read_text(encoding="utf-8"))
