@@ -44,7 +44,7 @@ def person_folders(people_dir: Path) -> list[Path]:
     folders = sorted(path for path in people_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not folders:
         raise PipelineInputError(f"{people_dir} has no sub-folders; put each person's photos in a folder named "
-                                 "after them, e.g. {people_dir}/Ada_Lovelace/1.jpg")
+                                 f"after them, e.g. {people_dir}/Ada_Lovelace/1.jpg")
     return folders
 
 

@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.gallery is None:
         threshold, score_name = resolve_threshold(args, args.model)
     else:
-        threshold = gallery.cosine_threshold if args.threshold is None else args.threshold
+        # --threshold 0 turns rejection off; cosines reach down to -1.
+        threshold = gallery.cosine_threshold if args.threshold is None else (args.threshold or -1.0)
         view = gallery.prototypes()
     results: list[dict] = []
     files = collect_files(args.paths)

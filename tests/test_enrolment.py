@@ -142,6 +142,9 @@ def test_enrol_list_predict_remove(project, known_dir, people, tmp_path, capsys,
     assert status == 0 and result["prediction"] == "Zed", "the enrolment photo itself is recognised as Zed"
     assert result["top_k"][0]["cosine"] == pytest.approx(1.0, abs=1e-4), "same photo: cosine 1"
     assert [item["enrolled"] for item in result["top_k"]].count(False) == 2, "trained identities in the same list"
+    _, out, _ = run_cli(predict, capsys, people / "Zed/first.jpg", "--model", model, "--gallery", gallery,
+                        "--threshold", "1.5")
+    assert "\tunknown (cosine" in out, "no cosine reaches 1.5: the face is reported unknown, saying why"
 
     shutil.copy(people / "Zed/first.jpg", people / "Zed/second.jpg")
     run_cli(enroll, capsys, people, "--gallery", gallery, "--model", model, "--known", known_dir)
@@ -166,3 +169,14 @@ def test_gallery_of_another_model_is_refused(project, known_dir, people, tmp_pat
     status, out, err = run_cli(predict, capsys, people / "Zed/first.jpg", "--model", other_model, "--gallery",
                                known_dir)
     assert status == 2 and "another model" in err and not out, "predict refuses a gallery of other weights"
+
+
+def test_people_dir_without_person_folders_is_refused(project, known_dir, tmp_path, capsys, loaded_once):
+    from facerec.enroll import main as enroll
+
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat/photo.jpg").write_bytes(b"")
+    status, _, err = run_cli(enroll, capsys, tmp_path / "flat", "--gallery", tmp_path / "g", "--model",
+                             project / "models/model.keras", "--known", known_dir)
+    assert status == 2 and f"{tmp_path / 'flat'}/Ada_Lovelace" in err, "the error shows the layout to use"
+    assert not (tmp_path / "g").exists(), "nothing written"
