@@ -41,17 +41,20 @@ def inference_network(model: keras.Model) -> keras.Model:
 
 
 def write_saved_model(network: keras.Model, directory: Path) -> None:
-    """SavedModel whose `serve` (= serving_default) signature takes uint8 images of any size."""
+    """SavedModel whose `serving_default` signature takes uint8 images of any size."""
     size = network.input_shape[1]
-    archive = keras.export.ExportArchive()
-    archive.track(network)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, "images")])
     def serve(images):
         # The training pipeline's resize (anti-aliased when shrinking), so any photo size gives training's input.
         return network(resize_square(images, size), training=False)
 
-    archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, "images")])
-    archive.write_out(str(directory), verbose=False)
+    # A plain tf.Module tracking the TensorFlow variables the function captures: Keras 3.15's
+    # ExportArchive tracks the Keras wrappers as well and so stores every weight twice (keras#23553).
+    module = tf.Module()
+    module.weights = [variable.value for variable in network.variables]
+    module.serve = serve
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": serve.get_concrete_function()})
 
 
 def write_tflite(network: keras.Model, path: Path, quantisation: str) -> None:

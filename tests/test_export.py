@@ -99,7 +99,9 @@ def test_every_format_reloads_and_agrees_with_keras(project, synthetic_root, cla
     # int8 weights (dynamic range) move probabilities a little; the ranking must survive on most images.
     tflite = load_tflite(export_dir / "model.tflite")(images)
     assert np.abs(tflite["probabilities"] - probabilities).max() < 0.1, "TFLite stays close to Keras"
-    assert metrics["tflite"]["bytes"] < metrics["saved_model"]["bytes"] / 2, "int8 weights: a smaller file"
+    weight_bytes = 4 * classifier.model.count_params()
+    assert metrics["saved_model"]["bytes"] < 1.2 * weight_bytes, "the SavedModel stores each float32 weight once"
+    assert metrics["tflite"]["bytes"] < 0.5 * weight_bytes, "int8 weights: a smaller file"
 
     # Any photo size: the SavedModel resizes inside, exactly like the training pipeline.
     large = np.repeat(np.repeat(images[:2], 3, axis=1), 3, axis=2)
