@@ -133,6 +133,15 @@ def names() -> Check:
     return Check("a list of distinct names, e.g. [Adriana Lima, Alvaro Morte] (empty = all)", accept)
 
 
+def subset(*options: str) -> Check:
+    """A non-empty list of distinct words, each one of `options`."""
+    def accept(value):
+        _require(isinstance(value, list | tuple) and len(value) > 0 and len(set(value)) == len(value))
+        _require(all(isinstance(item, str) and item in options for item in value))
+        return tuple(value)
+    return Check(f"a non-empty list of distinct names from [{', '.join(options)}]", accept)
+
+
 def weights_source() -> Check:
     """imagenet, none, or the path of an existing weights file."""
     def accept(value):
@@ -356,6 +365,21 @@ class EvaluateConfig(Section):
     enrol_images: int = param(integer(1, 1000))  # photos per held-out identity enrolled for the enrolment metric
 
 
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+TFLITE_QUANTISATIONS = ("dynamic_range", "float16", "none")
+
+
+@dataclass(frozen=True)
+class ExportConfig(Section):
+    """Exported formats, TFLite quantisation and the speed measurement (docs/export.md)."""
+
+    KEY = "export"
+    formats: tuple[str, ...] = param(subset(*EXPORT_FORMATS))  # each reloaded and checked against Keras
+    tflite_quantization: str = param(choice(*TFLITE_QUANTISATIONS))
+    timing_images: int = param(integer(1, 10000))  # test images timed one at a time, and in batches
+    throughput_batch_size: int = param(integer(1, 1024))  # batch size of the images/s figure
+
+
 @dataclass(frozen=True)
 class Params(Section):
     """The whole of params.yaml."""
@@ -366,6 +390,7 @@ class Params(Section):
     split: SplitConfig = param(section(SplitConfig))
     train: TrainConfig = param(section(TrainConfig))
     evaluate: EvaluateConfig = param(section(EvaluateConfig))
+    export: ExportConfig = param(section(ExportConfig))
 
 
 def load_config(path: Path = PARAMS_FILE) -> Params:

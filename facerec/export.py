@@ -12,8 +12,6 @@ import tensorflow as tf
 
 from facerec.data import resize_square
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTISATIONS = ("dynamic_range", "float16", "none")
 SAVED_MODEL_DIR, TFLITE_FILE, ONNX_FILE = "saved_model", "model.tflite", "model.onnx"
 OUTPUTS = ("probabilities", "embeddings")
 

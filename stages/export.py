@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from facerec.atomic import atomic_dir, write_json
+from facerec.config import ExportConfig, load_config
 from facerec.data import label_ids, make_dataset
 from facerec.errors import PipelineInputError
 from facerec.export import (
-    FORMATS,
     ONNX_FILE,
-    QUANTISATIONS,
     SAVED_MODEL_DIR,
     TFLITE_FILE,
     agreement,
@@ -33,7 +32,6 @@ from facerec.export import (
 )
 from facerec.manifests import load_split
 from facerec.open_set import model_digest
-from facerec.params import load_params, require_choice, require_range
 from facerec.predict import load_classifier
 from facerec.stage_runner import run_stage
 
@@ -50,17 +48,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def check_params(params: dict) -> None:
-    formats = params["formats"]
-    if not isinstance(formats, list) or not formats:
-        raise ValueError(f"params.yaml: export.formats = {formats!r} must be a non-empty list from {list(FORMATS)}")
-    for name in formats:
-        require_choice("export.formats[]", name, FORMATS)
-    require_choice("export.tflite_quantization", params["tflite_quantization"], QUANTISATIONS)
-    require_range("export.timing_images", params["timing_images"], 1, 10000, integer=True)
-    require_range("export.throughput_batch_size", params["throughput_batch_size"], 1, 1024, integer=True)
-
-
 def decoded_test_split(classifier, frame, raw_dir: Path) -> np.ndarray:
     """The test split decoded and resized exactly as evaluate reads it, as one uint8 array."""
     if frame.empty:
@@ -70,16 +57,16 @@ def decoded_test_split(classifier, frame, raw_dir: Path) -> np.ndarray:
     return np.concatenate([images.numpy() for images, _ in dataset])
 
 
-def write_formats(network, staging: Path, params: dict) -> dict:
+def write_formats(network, staging: Path, config: ExportConfig) -> dict:
     """Write each requested format into `staging`; return its loader for the checks."""
     loaders = {}
-    if "saved_model" in params["formats"]:
+    if "saved_model" in config.formats:
         write_saved_model(network, staging / SAVED_MODEL_DIR)
         loaders["saved_model"] = lambda: load_saved_model(staging / SAVED_MODEL_DIR)
-    if "tflite" in params["formats"]:
-        write_tflite(network, staging / TFLITE_FILE, params["tflite_quantization"])
+    if "tflite" in config.formats:
+        write_tflite(network, staging / TFLITE_FILE, config.tflite_quantization)
         loaders["tflite"] = lambda: load_tflite(staging / TFLITE_FILE)
-    if "onnx" in params["formats"]:
+    if "onnx" in config.formats:
         write_onnx(network, staging / ONNX_FILE)
         loaders["onnx"] = lambda: load_onnx(staging / ONNX_FILE)
     return loaders
@@ -87,38 +74,36 @@ def write_formats(network, staging: Path, params: dict) -> dict:
 
 def main() -> None:
     args = parse_args()
-    all_params = load_params()
-    params = all_params["export"]
-    check_params(params)
+    config = load_config().export
     model_path = args.model_dir / "model.keras"
     classifier = load_classifier(model_path)
     frame = load_split(args.test)
     images = decoded_test_split(classifier, frame, args.raw_dir)
     true_ids = label_ids(frame["identity"], classifier.labels)
-    reference, _ = classifier.predict(images, batch_size=params["throughput_batch_size"])
+    reference, _ = classifier.predict(images, batch_size=config.throughput_batch_size)
     network = inference_network(classifier.model)
     keras_runner = lambda batch: network.predict_on_batch(batch)  # noqa: E731  timing baseline
     metrics = {"keras": {"accuracy": round(float(np.mean(reference.argmax(1) == true_ids)), 6),
-                         **speed(keras_runner, images, params["timing_images"], params["throughput_batch_size"])}}
+                         **speed(keras_runner, images, config.timing_images, config.throughput_batch_size)}}
     with atomic_dir(args.export_dir) as staging:
-        loaders = write_formats(network, staging, params)
+        loaders = write_formats(network, staging, config)
         for name, load in loaders.items():
             runner = load()  # reloaded from disk: what a user of the file gets
-            outputs = run_batches(runner, images, params["throughput_batch_size"])
+            outputs = run_batches(runner, images, config.throughput_batch_size)
             metrics[name] = {**agreement(reference, outputs["probabilities"], true_ids),
                              "bytes": size_bytes(staging / {"saved_model": SAVED_MODEL_DIR, "tflite": TFLITE_FILE,
                                                             "onnx": ONNX_FILE}[name]),
-                             **speed(runner, images, params["timing_images"], params["throughput_batch_size"])}
+                             **speed(runner, images, config.timing_images, config.throughput_batch_size)}
             log.info("%s: top-1 agreement %.4f with Keras, max |Δp| %.2g, accuracy %.4f (Keras %.4f) on %d test "
                      "images; %d bytes; %.1f ms/image at batch 1, %.1f images/s at batch %d", name,
                      metrics[name]["top1_agreement"], metrics[name]["max_abs_diff"], metrics[name]["accuracy"],
                      metrics["keras"]["accuracy"], len(images), metrics[name]["bytes"],
-                     metrics[name]["ms_per_image"], metrics[name]["images_per_s"], params["throughput_batch_size"])
+                     metrics[name]["ms_per_image"], metrics[name]["images_per_s"], config.throughput_batch_size)
         shutil.copy(args.model_dir / "labels.json", staging / "labels.json")
         (staging / "export.json").write_text(json.dumps({
             "model_sha256": model_digest(model_path), "image_size_px": classifier.image_size_px,
             "labels": "labels.json (index i names probability column i)", "formats": sorted(loaders),
-            "tflite_quantization": params["tflite_quantization"] if "tflite" in loaders else None,
+            "tflite_quantization": config.tflite_quantization if "tflite" in loaders else None,
             "inputs": {"saved_model": "uint8 images [batch, any height, any width, 3], RGB; resized inside",
                        "tflite": f"uint8 images [batch, {classifier.image_size_px}, {classifier.image_size_px}, 3]",
                        "onnx": f"uint8 images [batch, {classifier.image_size_px}, {classifier.image_size_px}, 3]"},

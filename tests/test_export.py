@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from conftest import tiny_params, write_params
 from test_evaluation import IMAGE_PX, trained_project
 
 EXPORT_PARAMS = {"formats": ["saved_model", "tflite", "onnx"], "tflite_quantization": "dynamic_range",
@@ -46,7 +46,7 @@ def run_export(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, **param
     from stages import export
 
     out_dir.mkdir()
-    (out_dir / "params.yaml").write_text(yaml.safe_dump({"export": {**EXPORT_PARAMS, **params}}), encoding="utf-8")
+    write_params(out_dir, tiny_params(export={**EXPORT_PARAMS, **params}))
     monkeypatch.chdir(out_dir)
     monkeypatch.setattr(sys, "argv", [
         "export", "--model-dir", str(project / "models"), "--raw-dir", str(raw_dir),
@@ -67,8 +67,10 @@ def test_inference_network_is_the_keras_model_without_augmentation(classifier, t
 
 
 def test_bad_params_are_refused_before_any_output(project, synthetic_root, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="export.tflite_quantization"):
+    with pytest.raises(ValueError, match="export.tflite_quantization = 'int4'"):
         run_export(project, synthetic_root, tmp_path / "run", monkeypatch, tflite_quantization="int4")
+    with pytest.raises(ValueError, match=r"export.formats = \['tflite', 'coreml'\]"):
+        run_export(project, synthetic_root, tmp_path / "run2", monkeypatch, formats=["tflite", "coreml"])
     assert not (tmp_path / "run/export").exists(), "nothing written for a bad param"
 
 
