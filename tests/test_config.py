@@ -44,6 +44,12 @@ BAD_VALUES = [
     ({"train": {"model": {"augment": {"zoom_fraction": 1.0}}}}, "train.model.augment.zoom_fraction", "1.0"),
     ({"evaluate": {"top_k": 0}}, "evaluate.top_k", "0"),
     ({"evaluate": {"open_set_score": "energy"}}, "evaluate.open_set_score", "'energy'"),
+    ({"evaluate": {"enrol_images": 0}}, "evaluate.enrol_images", "0"),
+    ({"export": {"formats": []}}, "export.formats", "[]"),
+    ({"export": {"formats": ["onnx", "onnx"]}}, "export.formats", "['onnx', 'onnx']"),
+    ({"export": {"formats": "tflite"}}, "export.formats", "'tflite'"),
+    ({"export": {"tflite_quantization": "int8"}}, "export.tflite_quantization", "'int8'"),
+    ({"export": {"timing_images": 0}}, "export.timing_images", "0"),
 ]
 
 
