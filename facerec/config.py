@@ -276,6 +276,25 @@ class DownloadConfig(Section):
                 "raise the first or lower the second")
 
 
+@dataclass(frozen=True)
+class FacesConfig(Section):
+    """Face detection and alignment: the faces stage, and predict on photos (through the model card)."""
+
+    KEY = "faces"
+    detector: str = param(choice("none", "mtcnn"))  # none: later stages read data/raw as it is
+    min_confidence: float = param(number(0, 1))  # the kept face's detector confidence; below → low_confidence
+    min_face_size_px: int = param(integer(12, 1024))  # smallest face searched for, original pixels
+    max_side_px: int = param(integer(64, 8192))  # larger photos are searched downscaled to this longest side
+    border_fraction: float = param(number(0, 1))  # black frame around each searched image, × its longest side
+    batch_size: int = param(integer(1, 1024))  # images per detector call
+    crop_size_px: int = param(integer(16, 1024))  # side of the aligned square crop
+    margin_fraction: float = param(number(0, 1))  # context around the landmark template, per side
+
+    @property
+    def detects(self) -> bool:
+        return self.detector != "none"
+
+
 HASH_BITS = 256  # facerec.split hashes with a 16 × 16 perceptual hash
 
 
@@ -387,6 +406,7 @@ class Params(Section):
     KEY = ""
     base: BaseConfig = param(section(BaseConfig))
     download: DownloadConfig = param(section(DownloadConfig))
+    faces: FacesConfig = param(section(FacesConfig))
     split: SplitConfig = param(section(SplitConfig))
     train: TrainConfig = param(section(TrainConfig))
     evaluate: EvaluateConfig = param(section(EvaluateConfig))

@@ -36,7 +36,7 @@ def decode_and_resize(path: tf.Tensor, image_size_px: int) -> tf.Tensor:
 
 
 def resize_square(image: tf.Tensor, image_size_px: int) -> tf.Tensor:
-    """Resize an RGB image, or a batch of them, to a uint8 square (the exported models reuse it)."""
+    """Resize an RGB image (or a batch) to a uint8 square as training does; exports and predict's faces reuse it."""
     # Anti-aliasing only matters when shrinking, and costs half the input pipeline's speed.
     shrinking = tf.reduce_max(tf.shape(image)[-3:-1]) > image_size_px
     resized = tf.cond(
@@ -85,11 +85,14 @@ def make_dataset(
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int) -> str:
-    """Where tf.data caches decoded images; a disk cache is keyed by the split's content and size."""
+def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int, images_from: str = "") -> str:
+    """Where tf.data caches decoded images; a disk cache is keyed by the split's content and size.
+
+    `images_from` tells apart images behind the same paths (aligned crops of each faces setting).
+    """
     if setting != "disk":
         return setting
-    digest = hashlib.sha256(split_csv.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(split_csv.read_bytes() + images_from.encode("utf-8")).hexdigest()[:16]
     # One cache per task: workers sharing a host must not write the same cache files.
     worker = f"-{worker_label()}" if os.environ.get("TF_CONFIG") else ""
     return str(cache_dir / f"{split_csv.stem}-{digest}-{image_size_px}px{worker}" / "cache")

@@ -1,4 +1,4 @@
-"""Identify faces in image files with the trained model: top-k identities, or `unknown`.
+"""Identify faces in photos with the trained model: top-k identities, or `unknown`.
 
 Shared with the evaluate stage: loading the saved model and running it over a split, so the
 stage and this CLI cannot disagree on preprocessing (it lives in the model and in
@@ -189,9 +189,17 @@ def resolve_threshold(args, model_path: Path) -> tuple[float | None, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m facerec.predict", description=__doc__.split("\n", 1)[0],
-        epilog="Exit status: 0 when at least one image was identified, 1 when none could be, 2 on bad "
-               "arguments or a missing/damaged model or labels.json. Unreadable or non-image files get an "
-               "error line on stderr and are skipped.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Photos or crops:\n"
+               "  By default every face in each image is detected (MTCNN), aligned the way the model's training\n"
+               "  images were (the faces settings in its model card) and identified: use this for photos of\n"
+               "  people, group photos, full-size portraits. An image without a face gets no label (an empty\n"
+               "  `faces` list and a line on stderr).\n"
+               "  --no-detect classifies each whole image as it is: use it for inputs that are already face\n"
+               "  crops like the training images (e.g. Pins crops with faces.detector: none).\n\n"
+               "Exit status: 0 when at least one face (or, with --no-detect, one image) was identified, 1 when\n"
+               "none was, 2 on bad arguments or a missing/damaged model, labels.json or model card. Unreadable\n"
+               "or non-image files get an error line on stderr and are skipped.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="image files (JPEG/PNG/GIF/BMP/WebP) or folders, searched recursively for images")
     parser.add_argument("--model", type=Path, default=Path("models/model.keras"),
@@ -212,10 +220,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a gallery made by `python -m facerec.enroll`: rank enrolled people and trained "
                              "identities together by cosine similarity, with the gallery's unknown-face threshold "
                              "(--threshold overrides it; --score and --threshold-file do not apply)")
-    parser.add_argument("--json", action="store_true", help="print one JSON list of results instead of text lines")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON list of results instead of text lines: per image a `faces` list "
+                             "(box [x, y, width, height] in the image's pixels, detection_confidence, prediction, "
+                             "score, top_k), or with --no-detect one prediction per image")
+    parser.add_argument("--no-detect", action="store_true",
+                        help="classify each whole image (inputs that are already face crops) instead of the faces "
+                             "found in it")
+    parser.add_argument("--annotate", type=Path, metavar="DIR",
+                        help="write a PNG copy of each photo into DIR with every face's box and name drawn")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.no_detect and args.annotate:
+        parser.error("--annotate draws detected faces; it cannot be combined with --no-detect")
     return args
 
 
@@ -239,36 +257,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.gallery is None:
         threshold, score_name = resolve_threshold(args, args.model)
+
+        def name(path, probabilities, logits, features) -> dict:
+            return describe(path, probabilities, logits, classifier.labels, args.top_k, threshold, score_name)
     else:
         # --threshold 0 turns rejection off; cosines reach down to -1.
         threshold = gallery.cosine_threshold if args.threshold is None else (args.threshold or -1.0)
         view = gallery.prototypes()
-    results: list[dict] = []
+
+        def name(path, probabilities, logits, features) -> dict:
+            return describe_match(path, l2_normalise(features[None])[0], view, args.top_k, threshold)
     files = collect_files(args.paths)
-    for start in range(0, len(files), CHUNK_IMAGES):
-        decoded, images, errors = decode_files(files[start:start + CHUNK_IMAGES], classifier.image_size_px)
-        results.extend({"path": str(path), "error": reason} for path, reason in errors)
-        if images:
-            probabilities, logits, features = classifier.predict_with_features(np.stack(images), args.batch_size)
-            if args.gallery is not None:
-                embeddings = l2_normalise(features)
-                results.extend(describe_match(path, embeddings[row], view, args.top_k, threshold)
-                               for row, path in enumerate(decoded))
-                continue
-            results.extend(describe(path, probabilities[row], logits[row], classifier.labels, args.top_k, threshold,
-                                    score_name) for row, path in enumerate(decoded))
+    if args.no_detect:
+        results = classify_whole_images(classifier, files, args.batch_size, name)
+    else:
+        # Imported here: the evaluate stage imports this module and needs no detector.
+        from facerec.photo_faces import FaceFinder, classify_faces
+
+        try:
+            finder = FaceFinder.for_model(args.model)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        results = classify_faces(classifier, finder, files, args.batch_size, name, annotate_dir=args.annotate)
     for result in results:
         if "error" in result:
             print(f"{result['path']}\terror: {result['error']}", file=sys.stderr)
+        elif result.get("faces") == []:
+            print(f"{result['path']}\tno face found; if the image is already a face crop, pass --no-detect",
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     else:
         for result in results:
-            if "error" not in result:
-                print(format_line(result))
+            for line in text_lines(result):
+                print(line)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
-    return 0 if any("error" not in result for result in results) else 1
+    identified = [result for result in results if result.get("faces") or ("prediction" in result)]
+    return 0 if identified else 1
+
+
+def classify_whole_images(classifier: Classifier, files: list[Path], batch_size: int, name) -> list[dict]:
+    """One result per file: the whole image resized to the model's input (inputs that are crops already).
+
+    `name(path, probabilities, logits, features)` turns one image's outputs into its result.
+    """
+    results: list[dict] = []
+    for start in range(0, len(files), CHUNK_IMAGES):
+        decoded, images, errors = decode_files(files[start:start + CHUNK_IMAGES], classifier.image_size_px)
+        results.extend({"path": str(path), "error": reason} for path, reason in errors)
+        if images:
+            probabilities, logits, features = classifier.predict_with_features(np.stack(images), batch_size)
+            results.extend(name(path, probabilities[row], logits[row], features[row])
+                           for row, path in enumerate(decoded))
+    return results
+
+
+def text_lines(result: dict) -> list[str]:
+    """stdout lines of one file's result: one per face (where it is, then its identities), or per image."""
+    if "error" in result:
+        return []
+    if "faces" not in result:
+        return [format_line(result)]
+    return [format_line({**face, "path": f"{result['path']}\tface {number} at {face['box']}"})
+            for number, face in enumerate(result["faces"], start=1)]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from facerec.analysis import counts_per_identity, data_metrics, plot_counts, plot_image_sizes, plot_samples
 from facerec.atomic import write_csv, write_json
+from facerec.config import load_config
+from facerec.face_data import image_root
 from facerec.manifests import load_split, read_manifest
 from facerec.stage_runner import run_stage
 
@@ -20,6 +22,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--splits-dir", type=Path, required=True)
     parser.add_argument("--split-report", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
@@ -29,6 +32,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    images_dir = image_root(load_config().faces.detector, args.raw_dir, args.faces_dir)
     splits = {path.stem: load_split(path) for path in sorted(args.splits_dir.glob("*.csv"))}
     manifest = read_manifest(args.manifest)
     report = json.loads(args.split_report.read_text(encoding="utf-8"))
@@ -40,7 +44,7 @@ def main() -> None:
     ok_sizes = manifest.loc[manifest["status"] == "ok", ["width", "height"]]
     write_csv(args.plots_dir / "image_sizes.csv", ok_sizes)
     plot_image_sizes(manifest, args.plots_dir / "image_sizes.png")
-    plot_samples(splits["train"], args.raw_dir, args.plots_dir / "samples.png")
+    plot_samples(splits["train"], images_dir, args.plots_dir / "samples.png")
     metrics = data_metrics(splits, manifest, report)
     write_json(args.metrics, metrics)
     log.info("Train set: %d identities, %d–%d images each (max/min %.2f)", metrics["train"]["identities"],

@@ -10,6 +10,7 @@ import pandas as pd
 
 from facerec.atomic import write_csv, write_json
 from facerec.config import load_config
+from facerec.face_data import image_root
 from facerec.data import label_ids
 from facerec.enrolment import enrolment_metrics
 from facerec.evaluation import accuracy, most_confused_pairs, per_identity_table, summary_metrics
@@ -26,6 +27,7 @@ log = logging.getLogger("facerec.evaluate")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--test", type=Path, required=True, help="test split CSV (its order is kept)")
     parser.add_argument("--val", type=Path, required=True, help="val split CSV: picks the unknown-face threshold")
     parser.add_argument("--unknown", type=Path, required=True,
@@ -46,12 +48,13 @@ def main() -> None:
     args = parse_args()
     params = load_config()
     config, seed = params.evaluate, params.base.seed
+    images_dir = image_root(params.faces.detector, args.raw_dir, args.faces_dir)
     classifier = load_classifier(args.model_dir / "model.keras")
     labels = classifier.labels
     frames = {"test": load_split(args.test), "val": load_split(args.val)}
     if args.unknown.is_file() and not (unknown := load_split(args.unknown)).empty:
         frames["unknown"] = unknown
-    full_outputs = {name: predict_frame_with_features(classifier, frame, args.raw_dir, config.batch_size)
+    full_outputs = {name: predict_frame_with_features(classifier, frame, images_dir, config.batch_size)
                     for name, frame in frames.items()}
     outputs = {name: (probabilities, logits) for name, (probabilities, logits, _) in full_outputs.items()}
     embeddings = {name: l2_normalise(features) for name, (_, _, features) in full_outputs.items()}
@@ -82,7 +85,7 @@ def main() -> None:
         {"actual": [labels[i] for i in true_ids], "predicted": [labels[i] for i in predicted]}))
     write_csv(args.plots_dir / "per_identity.csv", per_identity_table(true_ids, predicted, labels))
     write_csv(args.plots_dir / "most_confused.csv", most_confused_pairs(true_ids, predicted, labels))
-    write_figures(frames["test"], true_ids, probabilities, labels, metrics, args.raw_dir, args.plots_dir, config, seed)
+    write_figures(frames["test"], true_ids, probabilities, labels, metrics, images_dir, args.plots_dir, config, seed)
     low, high = metrics["accuracy_ci95"]
     log.info("Test accuracy %.2f %% (95 %% CI %.2f–%.2f %%), top-%d %.2f %%, macro F1 %.3f on %d images of %d "
              "identities; chance %.2f %%", 100 * metrics["accuracy"], 100 * low, 100 * high, config.top_k,

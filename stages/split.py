@@ -8,7 +8,8 @@ from pathlib import Path
 
 from facerec.atomic import write_csv, write_json
 from facerec.config import load_config
-from facerec.manifests import read_manifest
+from facerec.face_data import drop_faceless, image_root
+from facerec.manifests import read_faces, read_manifest
 from facerec.split import split_manifest
 from facerec.stage_runner import run_stage
 
@@ -19,6 +20,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
+    parser.add_argument("--faces", type=Path, required=True, help="the faces stage's CSV: which images kept a face")
     parser.add_argument("--splits-dir", type=Path, required=True, help="gets train/val/test(/unknown).csv")
     parser.add_argument("--report", type=Path, required=True, help="JSON: groups, duplicates, conflicts, sizes")
     parser.add_argument("--conflicts", type=Path, required=True, help="CSV of images filed under two identities")
@@ -28,8 +31,16 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     params = load_config()
+    detector = params.faces.detector
     manifest = read_manifest(args.manifest)
-    result = split_manifest(manifest, args.raw_dir, params.split, params.base.seed)
+    faceless = {}
+    if params.faces.detects:
+        # Images whose face was not kept leave the dataset here, with their face status as the reason.
+        manifest, faceless = drop_faceless(manifest, read_faces(args.faces))
+        log.info("Faces stage kept no face for %d images: %s", sum(faceless.values()), faceless)
+    result = split_manifest(manifest, image_root(detector, args.raw_dir, args.faces_dir), params.split,
+                            params.base.seed)
+    result.report["images_without_face"] = faceless
     args.splits_dir.mkdir(parents=True, exist_ok=True)
     for stale in args.splits_dir.glob("*.csv"):
         stale.unlink()  # an old unknown.csv must not outlive a run without a holdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from dvclive import Live
 
 from facerec.config import as_plain_dict, load_config
 from facerec.data import cache_target, label_ids, make_dataset
+from facerec.face_data import image_root
 from facerec.manifests import load_split
 from facerec.model import build_model, resolve_weights
 from facerec.model_files import save_model, weights_sha256
@@ -34,6 +36,7 @@ log = logging.getLogger("facerec.train")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--train", type=Path, required=True, help="train split CSV")
     parser.add_argument("--val", type=Path, required=True, help="val split CSV")
     parser.add_argument("--manifest", type=Path, required=True, help="recorded in the model card by hash")
@@ -50,6 +53,8 @@ def main() -> None:
     args = parse_args()
     params = load_config()
     config, seed = params.train, params.base.seed
+    images_dir = image_root(params.faces.detector, args.raw_dir, args.faces_dir)
+    images_from = json.dumps(as_plain_dict(params.faces), sort_keys=True) if params.faces.detects else ""
     # Fetch ImageNet weights (or find them in Keras' cache) first: offline, that is the error to see.
     resolve_weights(config.weights)
     strategy = distribution_strategy()  # first: the multi-worker runtime must start before other TF work
@@ -62,9 +67,9 @@ def main() -> None:
     labels = sorted(train_frame["identity"].unique())
     datasets = {
         name: shard_by_data(make_dataset(
-            frame, args.raw_dir, labels, image_size_px=config.image_size, batch_size=global_batch,
+            frame, images_dir, labels, image_size_px=config.image_size, batch_size=global_batch,
             shuffle=name == "train", seed=seed, cache=cache_target(config.cache, args.cache_dir, csv,
-                                                                   config.image_size)))
+                                                                   config.image_size, images_from)))
         for name, frame, csv in (("train", train_frame, args.train), ("val", val_frame, args.val))
     }
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
@@ -97,7 +102,9 @@ def main() -> None:
             "phase1_epochs": outcome.phase1_epochs, "final_epoch_metrics": outcome.final_metrics,
             "train_seconds_this_attempt": round(seconds, 1), "weights_sha256": digest,
             "global_batch_size": global_batch, "replicas": strategy.num_replicas_in_sync,
-            "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(), "params": as_plain_dict(config)}
+            "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(), "params": as_plain_dict(config),
+            # predict detects and aligns faces in photos exactly as the training images were
+            "faces": as_plain_dict(params.faces)}
     save_model(model, labels, card, scratch / "models" if scratch else args.model_dir)
     # Only a finished run gets here; its backups would otherwise make the next run "resume".
     shutil.rmtree(backup_dir, ignore_errors=True)

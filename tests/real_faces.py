@@ -42,3 +42,32 @@ def no_face_photo() -> np.ndarray:
     image[40:120, 60:200] = (30, 160, 40)
     image[200:320, 300:420] = (220, 220, 210)
     return image
+
+
+def variants(image: np.ndarray, count: int) -> list[np.ndarray]:
+    """Distinct photos of the same face: shifted crops, mirrored, rescaled and relit."""
+    height, width = image.shape[:2]
+    photos = []
+    for index in range(count):
+        top, left = (index * 17) % 60, (index * 29) % 60
+        crop = Image.fromarray(image[top:height - 60 + top, left:width - 60 + left])
+        if index % 2:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        side = 200 + 40 * (index % 4)
+        crop = crop.resize((side, round(side * crop.height / crop.width)))
+        photos.append(np.clip(np.asarray(crop, np.float32) * (0.7 + 0.1 * (index % 5)), 0, 255).astype(np.uint8))
+    return photos
+
+
+def write_face_dataset(root, per_identity: int = 6):
+    """<root>/pins_<Name>/<n>.jpg for two real faces, plus a photo without a face and a group photo."""
+    from pathlib import Path
+
+    root = Path(root)
+    for name, face in (("Grace Hopper", grace_hopper()), ("Astronaut", astronaut())):
+        (root / f"pins_{name}").mkdir(parents=True, exist_ok=True)
+        for index, photo in enumerate(variants(face, per_identity)):
+            Image.fromarray(photo).save(root / f"pins_{name}" / f"{index}.jpg", quality=92)
+    Image.fromarray(no_face_photo()).save(root / "pins_Grace Hopper" / "no_face.jpg", quality=92)
+    Image.fromarray(group_photo()).save(root / "pins_Astronaut" / "group.jpg", quality=92)
+    return root

@@ -36,12 +36,13 @@ def _download(project: Path) -> subprocess.CompletedProcess:
 
 def _split(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
-                "--splits-dir", "data/splits", "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
+                "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits",
+                "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
 
 
 def _analyze(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
-                "--splits-dir", "data/splits", "--split-report", "metrics/split.json",
+                "--faces-dir", "data/faces", "--splits-dir", "data/splits", "--split-report", "metrics/split.json",
                 "--metrics", "metrics/data.json", "--plots-dir", "plots/data")
 
 
@@ -55,17 +56,21 @@ def test_synthetic_download_split_analyze(tmp_path):
     summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
     assert summary["ok"] == 56 and summary["source"] == "synthetic", "summary matches the manifest"
 
-    done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
-                "--splits-dir", "data/splits", "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
+    done = _run(project, "faces", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+                "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--metrics", "metrics/faces.json")
+    assert done.returncode == 0, done.stderr
+    assert not any((project / "data/faces").iterdir()), "detector none copies no image: later stages read data/raw"
+    assert json.loads((project / "metrics/faces.json").read_text(encoding="utf-8")) == {"images": 56}, (
+        "detector none only counts the images")
+
+    done = _split(project)
     assert done.returncode == 0, done.stderr
     splits = {name: load_split(project / f"data/splits/{name}.csv") for name in ("train", "val", "test")}
     paths = [set(frame["path"]) for frame in splits.values()]
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2]), "splits are disjoint"
     assert all({"path", "identity"} <= set(frame.columns) for frame in splits.values()), "split schema"
 
-    done = _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
-                "--splits-dir", "data/splits", "--split-report", "metrics/split.json",
-                "--metrics", "metrics/data.json", "--plots-dir", "plots/data")
+    done = _analyze(project)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((project / "metrics/data.json").read_text(encoding="utf-8"))
     assert metrics["train"]["identities"] == 4, "analyze sees every identity in train"

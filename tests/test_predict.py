@@ -51,13 +51,13 @@ def images(project, synthetic_root, tmp_path) -> Path:
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in argv])
+    status = main([str(arg) for arg in argv])  # callers pass --no-detect: synthetic crops hold no real face
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
 def test_folder_recursively_with_a_bad_file(project, images, capsys, tmp_path):
-    status, out, err = run(capsys, images, "--model", project / "models/model.keras", "--top-k", "2",
+    status, out, err = run(capsys, "--no-detect", images, "--model", project / "models/model.keras", "--top-k", "2",
                            "--threshold-file", tmp_path / "absent.json")
     lines = out.strip().splitlines()
     assert status == 0, "images were identified, so the run succeeds despite the broken file"
@@ -71,7 +71,7 @@ def test_json_matches_evaluate_probabilities(project, images, synthetic_root, ca
     from facerec.manifests import load_split
     from facerec.predict import predict_frame
 
-    status, out, _ = run(capsys, images / "a.jpg", "--model", project / "models/model.keras", "--json",
+    status, out, _ = run(capsys, "--no-detect", images / "a.jpg", "--model", project / "models/model.keras", "--json",
                          "--top-k", "3", "--threshold-file", tmp_path / "absent.json")
     result = json.loads(out)[0]
     classifier = loaded_once
@@ -86,21 +86,21 @@ def test_threshold_file_applies_only_to_its_model(project, images, capsys, tmp_p
     model = project / "models/model.keras"
     record = {"score": "max_softmax", "threshold": 1.5, "model_sha256": model_digest(model)}
     (tmp_path / "open_set.json").write_text(json.dumps(record), encoding="utf-8")
-    status, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
+    status, out, _ = run(capsys, "--no-detect", images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
     assert status == 0 and "\tunknown (" in out, "a probability can never reach 1.5: the face is unknown"
-    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json",
+    _, out, _ = run(capsys, "--no-detect", images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json",
                     "--score", "max_logit")
     assert "unknown" not in out, "a probability threshold is never compared with logits"
     (tmp_path / "open_set.json").write_text(json.dumps(record | {"model_sha256": "0" * 64}), encoding="utf-8")
-    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
+    _, out, _ = run(capsys, "--no-detect", images / "a.jpg", "--model", model, "--threshold-file", tmp_path / "open_set.json")
     assert "unknown" not in out, "a threshold chosen for other weights is ignored"
-    _, out, _ = run(capsys, images / "a.jpg", "--model", model, "--threshold", "0",
+    _, out, _ = run(capsys, "--no-detect", images / "a.jpg", "--model", model, "--threshold", "0",
                     "--threshold-file", tmp_path / "open_set.json")
     assert "unknown" not in out, "--threshold 0 turns rejection off"
 
 
 def test_nothing_predictable_exits_non_zero(project, images, capsys, loaded_once):
-    status, out, err = run(capsys, images / "broken.jpg", images / "notes.txt", images / "missing.jpg",
+    status, out, err = run(capsys, "--no-detect", images / "broken.jpg", images / "notes.txt", images / "missing.jpg",
                            "--model", project / "models/model.keras")
     assert status == 1 and not out.strip(), "no image could be identified"
     assert err.count("error:") == 3 and "not found" in err, "one error line per file, saying why"
