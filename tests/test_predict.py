@@ -144,6 +144,6 @@ def test_a_huge_non_image_named_jpg_is_rejected_from_its_header(project, images,
     real_decode = facerec.predict.decode_and_resize
     monkeypatch.setattr(facerec.predict, "decode_and_resize",
                         lambda path, size: (decoded.append(path.numpy().decode()), real_decode(path, size))[1])
-    status, out, err = run(capsys, huge, images / "a.jpg", "--model", project / "models/model.keras")
+    status, out, err = run(capsys, "--no-detect", huge, images / "a.jpg", "--model", project / "models/model.keras")
     assert status == 0 and "huge.jpg\terror: not a readable" in err, "the non-image gets an error line"
     assert decoded == [str(images / "a.jpg")], "only the real image reaches the decoder (which reads files whole)"
