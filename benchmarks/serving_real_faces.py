@@ -13,12 +13,14 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.train_real_faces import TimeBudget, extract_identities, split_frame
+from facerec.config import load_config
 from facerec.data import label_ids, make_dataset
 from facerec.enrolment import enrolment_metrics
 from facerec.export import (
@@ -35,10 +37,10 @@ from facerec.export import (
     write_tflite,
 )
 from facerec.gallery import known_gallery, l2_normalise
-from facerec.model import ModelConfig, build_model
+from facerec.model import build_model
 from facerec.predict import load_classifier, predict_frame_with_features
 from facerec.runtime import configure_determinism
-from facerec.training import PhaseSchedule, fit_phases
+from facerec.training import fit_phases
 
 log = logging.getLogger("benchmarks.serving_real_faces")
 
@@ -47,12 +49,10 @@ def train(frames, raw_dir: Path, labels: list[str], args, model_dir: Path) -> No
     """The default recipe (weights none) within the budget, saved as the train stage saves it."""
     data = {name: make_dataset(frames[name], raw_dir, labels, image_size_px=args.image_size, batch_size=32,
                                shuffle=name == "train", seed=args.seed, cache="memory") for name in ("train", "val")}
-    model = build_model(ModelConfig(num_classes=len(labels), image_size_px=args.image_size, weights="none",
-                                    head_dropout=(0.2, 0.5)), seed=args.seed)
-    schedule = PhaseSchedule(epochs=60, learning_rate=1e-3, fine_tune_epochs=20, fine_tune_learning_rate=1e-4,
-                             label_smoothing=0.1, weight_decay=0.004, early_stopping_patience=8)
+    config = replace(load_config().train, weights="none", image_size=args.image_size)
+    model = build_model(config, len(labels), seed=args.seed)
     budget = args.budget_minutes * 60
-    fit_phases(model, data["train"], data["val"], schedule, [TimeBudget([budget * 0.6, budget * 0.4])])
+    fit_phases(model, data["train"], data["val"], config, [TimeBudget([budget * 0.6, budget * 0.4])])
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / "model.keras")
     (model_dir / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
