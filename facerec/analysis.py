@@ -39,7 +39,7 @@ def imbalance(counts: pd.Series) -> dict:
 
 
 def data_metrics(splits: dict[str, pd.DataFrame], manifest: pd.DataFrame, split_report: dict) -> dict:
-    """Everything metrics/data.json holds: per-split balance, image sizes, duplicate counts."""
+    """The data report: per-split balance, image sizes, duplicate counts."""
     ok = manifest[manifest["status"] == "ok"]
     metrics = {name: imbalance(frame["identity"].value_counts()) for name, frame in splits.items()}
     metrics["image_size_px"] = {

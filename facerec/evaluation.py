@@ -37,7 +37,7 @@ def top_k_accuracy(true_ids: np.ndarray, probabilities: np.ndarray, k: int) -> f
 
 
 def summary_metrics(true_ids: np.ndarray, probabilities: np.ndarray, labels: list[str], top_k: int) -> dict:
-    """metrics/eval.json: accuracy with its CI, top-k, F1s and loss, plus what they were measured on."""
+    """Accuracy with its CI, top-k, F1s and loss, plus what they were measured on (the eval report)."""
     predicted = probabilities.argmax(axis=1)
     correct = int((predicted == true_ids).sum())
     low, high = wilson_interval(correct, len(true_ids))
@@ -57,6 +57,21 @@ def summary_metrics(true_ids: np.ndarray, probabilities: np.ndarray, labels: lis
         "n_test_identities": len(present),
         "chance_accuracy": round(1 / len(labels), 5),
     }
+
+
+def comparable_metrics(report: dict, top_k: int) -> dict:
+    """The numbers of the eval report worth comparing across experiments (the DVC metrics file)."""
+    # accuracy first: `dvc exp show` keeps the first metric column whole however narrow the terminal.
+    # The interval as two numbers: DVC shows no lists in `dvc exp show` or `dvc metrics diff`.
+    low, high = report["accuracy_ci95"]
+    metrics = {"accuracy": report["accuracy"], "accuracy_ci95_low": low, "accuracy_ci95_high": high}
+    keys = (f"top{top_k}_accuracy", "macro_f1", "loss", "val_accuracy", "n_test", "n_val", "n_classes")
+    metrics |= {key: report[key] for key in keys}
+    if "auroc" in report["open_set"]:  # only with identities held out (split.unknown_identities)
+        metrics["open_set_auroc"] = report["open_set"]["auroc"]
+    if "enrolment" in report:  # held-out identities enrolled without retraining
+        metrics["enrolment_top1_accuracy"] = report["enrolment"]["top1_accuracy"]
+    return metrics
 
 
 def per_identity_table(true_ids: np.ndarray, predicted: np.ndarray, labels: list[str]) -> pd.DataFrame:

@@ -209,7 +209,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="report `unknown` when the image's score is below this; 0 turns rejection off. "
                              "Default: the threshold the evaluate stage chose on validation data, read from "
                              "--threshold-file if it was computed for this very model, else no rejection")
-    parser.add_argument("--threshold-file", type=Path, default=Path("metrics/open_set.json"),
+    parser.add_argument("--threshold-file", type=Path, default=Path("reports/open_set.json"),
                         help="evaluate's open-set threshold file (default: %(default)s)")
     parser.add_argument("--score", choices=SCORES, default=None,
                         help="known-face score compared with the threshold: max_softmax = top probability, "

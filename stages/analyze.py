@@ -25,7 +25,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--splits-dir", type=Path, required=True)
     parser.add_argument("--split-report", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True, help="balance per split, image sizes, duplicates")
     parser.add_argument("--plots-dir", type=Path, required=True)
     return parser.parse_args()
 
@@ -46,7 +46,7 @@ def main() -> None:
     plot_image_sizes(manifest, args.plots_dir / "image_sizes.png")
     plot_samples(splits["train"], images_dir, args.plots_dir / "samples.png")
     metrics = data_metrics(splits, manifest, report)
-    write_json(args.metrics, metrics)
+    write_json(args.report, metrics)
     log.info("Train set: %d identities, %d–%d images each (max/min %.2f)", metrics["train"]["identities"],
              metrics["train"]["min_per_identity"], metrics["train"]["max_per_identity"],
              metrics["train"]["max_min_ratio"])

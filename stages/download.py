@@ -30,7 +30,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, required=True, help="CSV with one row per file")
     parser.add_argument("--skipped", type=Path, required=True,
                         help="CSV of what never reached the raw folder (outside the root, refused entries)")
-    parser.add_argument("--metrics", type=Path, required=True, help="JSON summary of the download")
+    parser.add_argument("--report", type=Path, required=True,
+                        help="JSON summary of the download: counts, source, version, manifest hash")
     parser.add_argument("--kaggle-cache", type=Path, required=True,
                         help="kept between runs (not a DVC output) so interrupted downloads resume")
     return parser.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
     write_csv(args.skipped, skipped)
     write_csv(args.manifest, manifest)
     summary = summarize_manifest(manifest)
-    write_json(args.metrics, {
+    write_json(args.report, {
         **summary,
         "skipped_entries": {str(reason): int(count)
                             for reason, count in skipped["reason"].value_counts().sort_index().items()},

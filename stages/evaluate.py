@@ -13,7 +13,7 @@ from facerec.config import load_config
 from facerec.face_data import image_root
 from facerec.data import label_ids
 from facerec.enrolment import enrolment_metrics
-from facerec.evaluation import accuracy, most_confused_pairs, per_identity_table, summary_metrics
+from facerec.evaluation import accuracy, comparable_metrics, most_confused_pairs, per_identity_table, summary_metrics
 from facerec.evaluation_report import open_set_report, write_figures
 from facerec.gallery import known_gallery, l2_normalise, write_gallery
 from facerec.manifests import load_split
@@ -34,7 +34,9 @@ def parse_args() -> argparse.Namespace:
                         help="held-out identities CSV; a missing file (split.unknown_identities: 0) skips "
                              "the false-accept rate and AUROC")
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True, help="DVC metrics: the numbers to compare across runs")
+    parser.add_argument("--report", type=Path, required=True,
+                        help="everything measured, with what it was measured on (not a DVC metric)")
     parser.add_argument("--threshold-out", type=Path, required=True,
                         help="open-set threshold for this model, read by `python -m facerec.predict`")
     parser.add_argument("--plots-dir", type=Path, required=True)
@@ -79,7 +81,8 @@ def main() -> None:
                      "%d photos; %.1f %% of %d known test photos taken for an enrolled person",
                      enrolment["n_identities"], enrolment["enrol_images"], 100 * enrolment["top1_accuracy"],
                      enrolment["n"], 100 * enrolment["known_taken_for_enrolled_rate"], enrolment["n_known"])
-    write_json(args.metrics, metrics)
+    write_json(args.report, metrics)
+    write_json(args.metrics, comparable_metrics(metrics, config.top_k))
     predicted = probabilities.argmax(axis=1)
     write_csv(args.plots_dir / "confusion.csv", pd.DataFrame(
         {"actual": [labels[i] for i in true_ids], "predicted": [labels[i] for i in predicted]}))

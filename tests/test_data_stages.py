@@ -30,20 +30,20 @@ def _run(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
 
 def _download(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
-                "--skipped", "data/skipped.csv", "--metrics", "metrics/download.json",
+                "--skipped", "data/skipped.csv", "--report", "reports/download.json",
                 "--kaggle-cache", ".cache/kaggle")
 
 
 def _split(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
                 "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits",
-                "--report", "metrics/split.json", "--conflicts", "data/conflicts.csv")
+                "--report", "reports/split.json", "--conflicts", "data/conflicts.csv")
 
 
 def _analyze(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
-                "--faces-dir", "data/faces", "--splits-dir", "data/splits", "--split-report", "metrics/split.json",
-                "--metrics", "metrics/data.json", "--plots-dir", "plots/data")
+                "--faces-dir", "data/faces", "--splits-dir", "data/splits", "--split-report", "reports/split.json",
+                "--report", "reports/data.json", "--plots-dir", "plots/data")
 
 
 def test_synthetic_download_split_analyze(tmp_path):
@@ -53,7 +53,7 @@ def test_synthetic_download_split_analyze(tmp_path):
     manifest = read_manifest(project / "data/manifest.csv")
     assert len(manifest) == 56 and (manifest["status"] == "ok").all(), "every drawn image is listed and ok"
     assert manifest["identity"].nunique() == 4, "identities come from the pins_ folders"
-    summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
+    summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["ok"] == 56 and summary["source"] == "synthetic", "summary matches the manifest"
 
     done = _run(project, "faces", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
@@ -72,7 +72,7 @@ def test_synthetic_download_split_analyze(tmp_path):
 
     done = _analyze(project)
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((project / "metrics/data.json").read_text(encoding="utf-8"))
+    metrics = json.loads((project / "reports/data.json").read_text(encoding="utf-8"))
     assert metrics["train"]["identities"] == 4, "analyze sees every identity in train"
     counts = pd.read_csv(project / "plots/data/identity_counts.csv")
     assert counts["images"].sum() == sum(len(frame) for frame in splits.values()), "counts add up to the split"
@@ -97,7 +97,7 @@ def test_local_zip_with_spaces_and_non_ascii_names(tmp_path, synthetic_root):
     for stage, run in (("split", _split), ("analyze", _analyze)):
         done = run(project)
         assert done.returncode == 0, f"{stage} must cope with a rejected image in the manifest:\n{done.stderr}"
-    sizes = json.loads((project / "metrics/data.json").read_text(encoding="utf-8"))["image_size_px"]
+    sizes = json.loads((project / "reports/data.json").read_text(encoding="utf-8"))["image_size_px"]
     assert sizes["width_median"] == 48.0, "analyze reads the manifest's sizes as numbers"
 
 
@@ -161,7 +161,7 @@ def test_folder_source_skips_links_and_readme_and_reports_them(tmp_path, synthet
         f"faces/{first.name}/Ren\\xe9e.jpg": "non_utf8_name",
     }, "each skipped entry with its reason"
     assert not any(path.is_symlink() for path in (project / "data/raw").rglob("*")), "no link reaches data/raw"
-    summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
+    summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 1, "symlink": 2}, summary
 
 

@@ -34,7 +34,7 @@ def _run_stage(project: Path, proxy_url: str, credentials: dict) -> subprocess.C
            "no_proxy": "", "NO_PROXY": "", **credentials}
     return subprocess.run(
         [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
-         "--skipped", "data/skipped.csv", "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle"],
+         "--skipped", "data/skipped.csv", "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle"],
         cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -45,7 +45,7 @@ def test_kaggle_download_through_the_stage(tmp_path, server):
     assert done.returncode == 0, done.stderr
     assert sorted(path.name for path in (project / "data/raw").iterdir()) == ["pins_A", "pins_B"], \
         "the archive's identity folders become data/raw"
-    summary = json.loads((project / "metrics/download.json").read_text(encoding="utf-8"))
+    summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["dataset_version"] == "2" and summary["source"] == f"kaggle:{DATASET}", "version recorded"
     assert summary["ok"] == 8, "both identities' 4 images were verified"
     downloads = state.calls("datasets.DatasetApiService/DownloadDataset")

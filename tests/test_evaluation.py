@@ -83,8 +83,8 @@ def classifier(project):
     return load_classifier(project / "models" / "model.keras")
 
 
-def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, unknown: bool) -> dict:
-    """Run the stage's main() as dvc would, in a scratch working directory; return eval.json."""
+def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, unknown: bool) -> tuple[dict, dict]:
+    """Run the stage's main() as dvc would, in a scratch working directory; return its metrics and report."""
     from stages import evaluate
 
     out_dir.mkdir()
@@ -96,10 +96,16 @@ def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, un
         "evaluate", "--raw-dir", str(raw_dir), "--faces-dir", "data/faces", "--test", str(splits / "test.csv"),
         "--val", str(splits / "val.csv"),
         "--unknown", str(splits / ("unknown.csv" if unknown else "absent.csv")),
-        "--model-dir", str(project / "models"), "--metrics", "metrics/eval.json",
-        "--threshold-out", "metrics/open_set.json", "--plots-dir", "plots/eval", "--known-gallery", "known_gallery"])
+        "--model-dir", str(project / "models"), "--metrics", "metrics/eval.json", "--report", "reports/eval.json",
+        "--threshold-out", "reports/open_set.json", "--plots-dir", "plots/eval", "--known-gallery", "known_gallery"])
     evaluate.main()
-    return json.loads((out_dir / "metrics/eval.json").read_text(encoding="utf-8"))
+    return tuple(json.loads((out_dir / name).read_text(encoding="utf-8"))
+                 for name in ("metrics/eval.json", "reports/eval.json"))
+
+
+def only_numbers(metrics: dict) -> bool:
+    """Whether every metric is a plain number (no hashes, names, lists or nested tables)."""
+    return all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in metrics.values())
 
 
 def test_wilson_interval_and_top_k():
@@ -160,20 +166,31 @@ def test_predictions_stay_aligned_with_manifest_rows(project, classifier, synthe
 
 
 def test_stage_with_unknown_identities(project, synthetic_root, tmp_path, monkeypatch):
-    metrics = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=True)
+    metrics, report = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=True)
     trained = json.loads((project / "history.json").read_text(encoding="utf-8"))["val_accuracy"][-1]
     assert metrics["val_accuracy"] == pytest.approx(trained, abs=1e-6), "eval.json's val accuracy equals training's"
     assert metrics["n_test"] == 9 and metrics["n_classes"] == 3 and "top2_accuracy" in metrics, "top-k from params"
-    open_set = metrics["open_set"]
+    assert set(metrics) == {"accuracy", "accuracy_ci95_low", "accuracy_ci95_high", "top2_accuracy", "macro_f1", "loss",
+                            "val_accuracy", "n_test", "n_val", "n_classes", "open_set_auroc", "enrolment_top1_accuracy"}, \
+        "the metrics file holds what runs compare on"
+    assert only_numbers(metrics), f"no hashes, names or tables among the metrics: {metrics}"
+    assert [metrics["accuracy_ci95_low"], metrics["accuracy_ci95_high"]] == report["accuracy_ci95"], \
+        "the interval as two numbers (DVC shows no lists)"
+    open_set = report["open_set"]
+    assert metrics["open_set_auroc"] == open_set["auroc"], "the metric is the report's AUROC"
+    same_keys = set(metrics) & set(report)
+    assert {key: report[key] for key in same_keys} == {key: metrics[key] for key in same_keys}, \
+        "metrics are the report's numbers"
     assert open_set["n_unknown"] == 12 and open_set["n_unknown_identities"] == 1, "the held-out identity was scored"
     assert 0 <= open_set["false_accept_rate"] <= 1 and open_set["auroc"] is not None, "rejection measured"
     assert open_set["val_known_acceptance"] >= 0.9, "threshold accepts at least the target share of val images"
-    record = json.loads((tmp_path / "run/metrics/open_set.json").read_text(encoding="utf-8"))
+    record = json.loads((tmp_path / "run/reports/open_set.json").read_text(encoding="utf-8"))
     assert record["threshold"] == open_set["threshold"] and len(record["model_sha256"]) == 64, "threshold for predict"
     for name in ("confusion.png", "misclassified.png", "predictions.png", "open_set_scores.png",
                  "confusion.csv", "per_identity.csv", "most_confused.csv"):
         assert (tmp_path / "run/plots/eval" / name).stat().st_size > 0, f"{name} written"
-    enrolment = metrics["enrolment"]
+    enrolment = report["enrolment"]
+    assert metrics["enrolment_top1_accuracy"] == enrolment["top1_accuracy"], "the metric is the report's enrolment top-1"
     assert enrolment["n_identities"] == 1 and enrolment["n"] == 12 - 5, "held-out identity enrolled from 5, 7 probed"
     assert 0 <= enrolment["top1_accuracy"] <= 1 and len(enrolment["top1_accuracy_ci95"]) == 2, "accuracy with its CI"
     assert enrolment["n_known"] == 9 and 0 <= enrolment["known_taken_for_enrolled_rate"] <= 1, "known faces checked"
@@ -183,9 +200,10 @@ def test_stage_with_unknown_identities(project, synthetic_root, tmp_path, monkey
 
 
 def test_stage_without_unknown_split(project, synthetic_root, tmp_path, monkeypatch):
-    metrics = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=False)
-    open_set = metrics["open_set"]
+    metrics, report = run_evaluate(project, synthetic_root, tmp_path / "run", monkeypatch, unknown=False)
+    assert "open_set_auroc" not in metrics and only_numbers(metrics), "no AUROC without unknown identities"
+    open_set = report["open_set"]
     assert "false_accept_rate" not in open_set and "auroc" not in open_set, "no unknowns, no false-accept rate"
     assert open_set["false_reject_rate"] is not None, "the threshold is still chosen and checked on known test images"
     assert (tmp_path / "run/plots/eval/open_set_scores.png").is_file(), "the declared figure exists either way"
-    assert "enrolment" not in metrics, "no held-out identities, nothing to enrol"
+    assert "enrolment" not in report and "enrolment_top1_accuracy" not in metrics, "no held-out identities, nothing to enrol"

@@ -35,7 +35,7 @@ def test_switching_the_detector_reruns_from_faces_and_later_stages_read_the_crop
     split = pd.concat(pd.read_csv(path) for path in (repo / "data/splits").glob("*.csv"))
     assert "pins_Grace Hopper/no_face.jpg" not in set(split["path"]), "the faceless image left the dataset"
     assert all((repo / "data/faces" / path).is_file() for path in split["path"]), "every split image has a crop"
-    assert json.loads((repo / "metrics/split.json").read_text())["images_without_face"] == {"no_face": 1}, (
+    assert json.loads((repo / "reports/split.json").read_text())["images_without_face"] == {"no_face": 1}, (
         "split counts what the detector dropped")
     status = _sh(repo, "dvc", "status", "analyze")
     assert "changed" not in status, f"after the experiment the pipeline is up to date: {status}"

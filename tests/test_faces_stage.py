@@ -40,7 +40,7 @@ def project(tmp_path_factory) -> Path:
     write_face_dataset(project / "photos")
     _params(project)
     done = _run(project, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
-                "--skipped", "data/skipped.csv", "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle")
+                "--skipped", "data/skipped.csv", "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle")
     assert done.returncode == 0, done.stderr
     done = _run(project, "faces", *FACES_ARGS)
     assert done.returncode == 0, done.stderr
@@ -71,12 +71,12 @@ def test_every_image_gets_a_status_and_kept_faces_an_aligned_crop(project):
 def test_split_reads_the_crops_and_counts_images_without_a_face(project):
     done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw", "--faces-dir",
                 "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits", "--report",
-                "metrics/split.json", "--conflicts", "data/conflicts.csv")
+                "reports/split.json", "--conflicts", "data/conflicts.csv")
     assert done.returncode == 0, done.stderr
     splits = pd.concat([pd.read_csv(path, keep_default_na=False) for path in (project / "data/splits").glob("*.csv")])
     assert "pins_Grace Hopper/no_face.jpg" not in set(splits["path"]), "an image without a face leaves the dataset"
     assert len(splits) == 13, f"every image with a kept face is split: {len(splits)}"
-    report = json.loads((project / "metrics/split.json").read_text(encoding="utf-8"))
+    report = json.loads((project / "reports/split.json").read_text(encoding="utf-8"))
     assert report["images_without_face"] == {"no_face": 1}, f"the dropped image is counted: {report}"
 
 

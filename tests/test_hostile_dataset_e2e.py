@@ -91,7 +91,7 @@ def test_every_stage_ran_on_the_right_identities(repo):
     assert evaluation["n_classes"] == 4, f"exactly the four identity folders are classes: {evaluation['n_classes']}"
     labels = json.loads((repo / "models/labels.json").read_text(encoding="utf-8"))
     assert set(labels) == IDENTITIES, f"labels are the identities, not the wrapper or README: {labels}"
-    data = json.loads((repo / "metrics/data.json").read_text(encoding="utf-8"))
+    data = json.loads((repo / "reports/data.json").read_text(encoding="utf-8"))
     assert data["train"]["identities"] == 4 and data["image_size_px"]["width_median"] == 48.0, data
 
 
@@ -124,7 +124,7 @@ def test_every_skip_is_reported_with_its_reason(repo):
     statuses = manifest.loc[list(expected), "status"].to_dict()
     assert statuses == expected, f"each bad file has its status: {statuses}"
     assert (manifest["status"] == "ok").sum() == 56, "every good image is used"
-    download = json.loads((repo / "metrics/download.json").read_text(encoding="utf-8"))
+    download = json.loads((repo / "reports/download.json").read_text(encoding="utf-8"))
     assert download["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 2, "symlink": 2}, download
     assert download["rejected"] == {"empty": 1, "hidden": 2, "nested": 1, "not_an_image": 1, "truncated": 1,
                                     "unsupported_format": 1}, download

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -24,12 +32,12 @@ def repo(tmp_path_factory) -> Path:
 
 def test_declared_metrics_exist_with_expected_keys(repo):
     evaluation = json.loads((repo / "metrics/eval.json").read_text(encoding="utf-8"))
-    assert {"accuracy", "n_test", "n_classes"} <= set(evaluation), "eval.json carries the contract keys"
+    assert {"accuracy", "n_test", "n_classes", "open_set_auroc"} <= set(evaluation), "eval.json carries the contract keys"
     assert evaluation["n_classes"] == 4 and evaluation["n_test"] > 0, "measured on the tiny synthetic set"
-    open_set = evaluation["open_set"]
+    open_set = json.loads((repo / "reports/eval.json").read_text(encoding="utf-8"))["open_set"]
     assert open_set["n_unknown_identities"] == 1 and 0 < open_set["n_unknown"] <= 16, "the held-out identity was scored"
     assert 0.0 <= open_set["auroc"] <= 1.0, "unknown-face rejection measured"
-    enrolment = evaluation["enrolment"]
+    enrolment = json.loads((repo / "reports/eval.json").read_text(encoding="utf-8"))["enrolment"]
     assert enrolment["n_identities"] == 1 and enrolment["n"] == open_set["n_unknown"] - 5, "enrolled from 5 photos"
     assert (repo / "known_gallery/gallery.json").is_file(), "evaluate wrote the trained identities' gallery"
     exported = json.loads((repo / "metrics/export.json").read_text(encoding="utf-8"))
@@ -37,14 +45,19 @@ def test_declared_metrics_exist_with_expected_keys(repo):
     assert exported["saved_model"]["top1_agreement"] == 1.0, "the SavedModel agrees with Keras on every test image"
     assert (repo / "export/saved_model/saved_model.pb").is_file() and (repo / "export/model.tflite").is_file(), \
         "export stage wrote the models"
-    threshold = json.loads((repo / "metrics/open_set.json").read_text(encoding="utf-8"))
+    threshold = json.loads((repo / "reports/open_set.json").read_text(encoding="utf-8"))
     assert threshold["threshold"] == open_set["threshold"], "predict reads the threshold evaluate chose"
-    data = json.loads((repo / "metrics/data.json").read_text(encoding="utf-8"))
+    data = json.loads((repo / "reports/data.json").read_text(encoding="utf-8"))
     assert data["train"]["identities"] == 4, "analyze counted the identities"
-    download = json.loads((repo / "metrics/download.json").read_text(encoding="utf-8"))
+    download = json.loads((repo / "reports/download.json").read_text(encoding="utf-8"))
     assert download["ok"] == 80, "download verified every drawn image"
     live = json.loads((repo / "dvclive/metrics.json").read_text(encoding="utf-8"))
     assert "train" in live and "eval" in live, "DVCLive logged train and validation metrics"
+    shown = json.loads(_sh(repo, "dvc", "metrics", "show", "--json"))
+    metric_files = [path for revision in shown.values() for path in revision.get("data", {})]
+    assert "metrics/eval.json" in metric_files and \
+        set(metric_files) <= {"metrics/faces.json", "metrics/eval.json", "metrics/export.json"}, \
+        f"no provenance, hashes or data tables among the metrics: {metric_files}"
     assert (repo / "models/model.keras").is_file() and (repo / "models/labels.json").is_file(), "model saved"
     assert (repo / "plots/eval/confusion.csv").is_file(), "confusion data for dvc plots"
 
@@ -68,17 +81,55 @@ ORIGINAL_RECIPE = ["-S", "train.fine_tune_epochs=0", "-S", "train.label_smoothin
                    "-S", "train.early_stopping_patience=0", "-S", "train.model.head_dropout=[0.1,0.4]"]
 
 
-def test_experiment_with_other_epochs_shows_in_metrics_diff(repo):
-    _sh(repo, "dvc", "exp", "run", "-S", "train.epochs=2", *ORIGINAL_RECIPE)
+def run_in_terminal(repo: Path, command: list[str], columns: int) -> str:
+    """Output of `command` run in a pseudo-terminal `columns` wide, as a user sees it (colours removed)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "COLUMNS": str(columns), "TERM": "xterm"}
+    with subprocess.Popen(command, cwd=repo, env=env, stdin=follower, stdout=follower, stderr=follower) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes when the command exits
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.close(leader)
+    output = b"".join(chunks).decode("utf-8", "replace")
+    assert process.returncode == 0, output
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", output)
+
+
+def test_two_experiments_compare_at_a_glance(repo):
+    _sh(repo, "dvc", "exp", "run", "-n", "two-epochs", "-S", "train.epochs=2", *ORIGINAL_RECIPE)
     diff = json.loads(_sh(repo, "dvc", "metrics", "diff", "--json"))
     changed = {path for path, values in diff.items() if values}
-    assert "dvclive/metrics.json" in changed, f"training metrics must differ after 2 epochs: {diff}"
+    assert "metrics/eval.json" in changed, f"test metrics must differ after 2 epochs: {diff}"
     live = json.loads((repo / "dvclive/metrics.json").read_text(encoding="utf-8"))
     assert live["step"] == 1, "the experiment trained 2 epochs (steps 0 and 1)"
     trained_with = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))["params"]
     assert trained_with["model"]["head_dropout"] == [0.1, 0.4], "the list override reached the model"
     assert trained_with["label_smoothing"] == 0 and trained_with["weight_decay"] == 0, "original recipe applied"
 
+    _sh(repo, "dvc", "exp", "run", "-n", "higher-rate", "-S", "train.learning_rate=0.01")
+    # The README's comparison, in a terminal 120 columns wide and without a pager.
+    table = run_in_terminal(repo, ["dvc", "exp", "show", "--only-changed", "--no-pager"], columns=120)
+    experiments = [experiment for commit in json.loads(_sh(repo, "dvc", "exp", "show", "--json"))
+                   for experiment in commit.get("experiments") or []]
+    # As exp show prints them: rounded to 5 decimals.
+    accuracies = {experiment["name"]: str(round(
+        experiment["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]["accuracy"], 5))
+        for experiment in experiments}
+    assert {"two-epochs", "higher-rate"} <= set(accuracies), f"both experiments are listed: {list(accuracies)}"
+    header = next((line for line in table.splitlines() if "Experiment" in line), "")
+    assert re.search(r"\baccuracy\b", header), f"the accuracy column is named in full at 120 columns:\n{table}"
+    for name, shown in accuracies.items():
+        row = next((line for line in table.splitlines() if f"[{name}]" in line), "")
+        assert shown in row, f"experiment {name}'s test accuracy {shown} is readable at 120 columns:\n{table}"
 
 def test_on_off_words_survive_dvc_rewriting_params(repo):
     # DVC rewrites params.yaml in YAML 1.2 and leaves `off` unquoted; YAML 1.1 would read it as False.
