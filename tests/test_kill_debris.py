@@ -30,7 +30,7 @@ def make_mirror(root: Path, identities: int = 6, images_per_identity: int = 700)
 
 STAGE_COMMAND = [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
                  "--skipped", "data/skipped.csv",
-                 "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle"]
+                 "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle"]
 
 
 def stage_env(project: Path) -> dict[str, str]:
