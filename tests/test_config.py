@@ -148,7 +148,7 @@ def _stage(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess
 def test_a_bad_param_anywhere_stops_the_first_stage_cleanly(tmp_path, changes):
     write_params(tmp_path, tiny_params(**changes))
     done = _stage(tmp_path, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv", "--skipped", "data/skipped.csv",
-                  "--metrics", "metrics/download.json", "--kaggle-cache", ".cache/kaggle")
+                  "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle")
     assert done.returncode == 2, f"a bad param exits with code 2: {done.stderr}"
     assert "Traceback" not in done.stderr and "params.yaml: " in done.stderr, done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"], "nothing was written"
