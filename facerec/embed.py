@@ -31,3 +31,26 @@ def embed_files(classifier: Classifier, files: list[Path], batch_size: int = 32)
 def embed_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int) -> np.ndarray:
     """Unit-length embeddings of every row of a split manifest, in its order."""
     return l2_normalise(predict_frame_with_features(classifier, frame, raw_dir, batch_size)[2])
+
+
+def embed_faces(classifier: Classifier, finder, files: list[Path], batch_size: int = 32):
+    """Like embed_files, but of the largest face in each photo, detected and aligned as predict does.
+
+    A photo without a face, or with several, is reported with a reason; with several, the largest
+    face is used (the person being enrolled is usually the one the photo is of).
+    """
+    from facerec.photo_faces import read_photos  # the detector loads only when photos are to be searched
+
+    paths, photos, errors = read_photos(files)
+    kept, crops, notes = [], [], list(errors)
+    for path, photo, faces in zip(paths, photos, finder.find(photos), strict=True):
+        if not faces:
+            notes.append((path, "no face found; pass --no-detect if the photos are already face crops"))
+            continue
+        if len(faces) > 1:
+            notes.append((path, f"{len(faces)} faces found; the largest is used"))
+        crops.append(finder.crops(photo, faces[:1], classifier.image_size_px)[0])
+        kept.append(path)
+    if not crops:
+        return kept, np.zeros((0, classifier.network.outputs[1].shape[-1]), np.float32), notes
+    return kept, embed_images(classifier, np.stack(crops), batch_size), notes

@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--remove", metavar="NAME", action="append", default=[], help="remove an enrolled person")
     parser.add_argument("--list", action="store_true", help="list who is in the gallery")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--no-detect", action="store_true",
+                        help="embed each photo whole (photos that are already face crops, like predict --no-detect); "
+                             "by default the largest face in each photo is detected and aligned as predict does")
     args = parser.parse_args(argv)
     if args.people_dir is None and not args.remove and not args.list:
         parser.error("give PEOPLE_DIR to enrol, --remove NAME, or --list")
@@ -48,19 +51,31 @@ def person_folders(people_dir: Path) -> list[Path]:
     return folders
 
 
-def enrol_people(gallery: Gallery, people_dir: Path, model_path: Path, batch_size: int) -> tuple[Gallery, int]:
+def enrol_people(gallery: Gallery, people_dir: Path, model_path: Path, batch_size: int,
+                 detect: bool) -> tuple[Gallery, int]:
     """Embed each person's photos and add them; returns the new gallery and how many people it took."""
-    from facerec.embed import embed_files  # TensorFlow loads only when there is something to embed
+    from facerec.embed import embed_faces, embed_files  # TensorFlow loads only when there is something to embed
     from facerec.predict import collect_files, load_classifier
 
+    folders = person_folders(people_dir)
     classifier = load_classifier(model_path)
+    finder = None
+    if detect:
+        from facerec.photo_faces import FaceFinder
+
+        try:
+            finder = FaceFinder.for_model(model_path)
+        except ValueError as error:
+            raise PipelineInputError(str(error)) from error
     enrolled = 0
-    for folder in person_folders(people_dir):
-        paths, embeddings, errors = embed_files(classifier, collect_files([folder]), batch_size)
+    for folder in folders:
+        files = collect_files([folder])
+        paths, embeddings, errors = (embed_faces(classifier, finder, files, batch_size) if finder
+                                     else embed_files(classifier, files, batch_size))
         for path, reason in errors:
             print(f"{path}\terror: {reason}", file=sys.stderr)
         if not len(embeddings):
-            print(f"{folder}\terror: no readable photos, {folder.name!r} not enrolled", file=sys.stderr)
+            print(f"{folder}\terror: no usable photos, {folder.name!r} not enrolled", file=sys.stderr)
             continue
         replaced = folder.name in gallery.enrolled
         gallery = gallery.with_person(folder.name, embeddings, [path.name for path in paths])
@@ -92,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("removed %s", name)
     enrolled = 0
     if args.people_dir is not None:
-        gallery, enrolled = enrol_people(gallery, args.people_dir, args.model, args.batch_size)
+        gallery, enrolled = enrol_people(gallery, args.people_dir, args.model, args.batch_size, not args.no_detect)
     if args.remove or enrolled:
         write_gallery(args.gallery, gallery)
         log.info("gallery %s: %d enrolled people", args.gallery, len(gallery.enrolled))

@@ -129,7 +129,7 @@ def test_enrol_list_predict_remove(project, known_dir, people, tmp_path, capsys,
 
     model = project / "models/model.keras"
     gallery = tmp_path / "gallery"
-    status, _, err = run_cli(enroll, capsys, people, "--gallery", gallery, "--model", model, "--known", known_dir)
+    status, _, err = run_cli(enroll, capsys, people, "--gallery", gallery, "--model", model, "--known", known_dir, "--no-detect")
     assert status == 0, f"one person could be enrolled: {err}"
     assert "Broken" in err and "not enrolled" in err, "a person without readable photos is named on stderr"
     record = json.loads((gallery / "gallery.json").read_text(encoding="utf-8"))
@@ -138,7 +138,7 @@ def test_enrol_list_predict_remove(project, known_dir, people, tmp_path, capsys,
 
     # --no-detect: the synthetic photos are crops without a real face for the detector
     status, out, _ = run_cli(predict, capsys, people / "Zed/first.jpg", "--no-detect", "--model", model,
-                             "--gallery", gallery, "--json", "--top-k", "3")
+                             "--gallery", gallery, "--json", "--top-k", "3", "--no-detect")
     result = json.loads(out)[0]
     assert status == 0 and result["prediction"] == "Zed", "the enrolment photo itself is recognised as Zed"
     assert result["top_k"][0]["cosine"] == pytest.approx(1.0, abs=1e-4), "same photo: cosine 1"
@@ -148,7 +148,7 @@ def test_enrol_list_predict_remove(project, known_dir, people, tmp_path, capsys,
     assert "\tunknown (cosine" in out, "no cosine reaches 1.5: the face is reported unknown, saying why"
 
     shutil.copy(people / "Zed/first.jpg", people / "Zed/second.jpg")
-    run_cli(enroll, capsys, people, "--gallery", gallery, "--model", model, "--known", known_dir)
+    run_cli(enroll, capsys, people, "--gallery", gallery, "--model", model, "--known", known_dir, "--no-detect")
     status, out, _ = run_cli(enroll, capsys, "--list", "--gallery", gallery, "--model", model)
     assert status == 0 and "Zed\t2 photos" in out, "enrolling again replaces the person's photos (1 → 2)"
     status, out, _ = run_cli(enroll, capsys, "--remove", "Zed", "--list", "--gallery", gallery, "--model", model)
@@ -164,11 +164,11 @@ def test_gallery_of_another_model_is_refused(project, known_dir, people, tmp_pat
     other_model.write_bytes((project / "models/model.keras").read_bytes() + b"\0")  # another file, another digest
     shutil.copy(project / "models/labels.json", other_model.parent / "labels.json")
     status, _, err = run_cli(enroll, capsys, people, "--gallery", tmp_path / "g", "--model", other_model,
-                             "--known", known_dir)
+                             "--known", known_dir, "--no-detect")
     assert status == 2 and "another model" in err and "Traceback" not in err, "enrol refuses, saying why"
     assert not (tmp_path / "g").exists(), "nothing written"
     status, out, err = run_cli(predict, capsys, people / "Zed/first.jpg", "--model", other_model, "--gallery",
-                               known_dir)
+                               known_dir, "--no-detect")
     assert status == 2 and "another model" in err and not out, "predict refuses a gallery of other weights"
 
 
@@ -178,6 +178,35 @@ def test_people_dir_without_person_folders_is_refused(project, known_dir, tmp_pa
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat/photo.jpg").write_bytes(b"")
     status, _, err = run_cli(enroll, capsys, tmp_path / "flat", "--gallery", tmp_path / "g", "--model",
-                             project / "models/model.keras", "--known", known_dir)
+                             project / "models/model.keras", "--known", known_dir, "--no-detect")
     assert status == 2 and f"{tmp_path / 'flat'}/Ada_Lovelace" in err, "the error shows the layout to use"
     assert not (tmp_path / "g").exists(), "nothing written"
+
+
+@pytest.mark.slow
+def test_enrol_detects_the_face_as_predict_does(project, known_dir, tmp_path, capsys, loaded_once):
+    """A whole photo: enrol and predict both detect and align its face, so the same photo matches itself."""
+    import shutil as shell
+
+    from PIL import Image
+    from real_faces import grace_hopper
+
+    from conftest import PROJECT_ROOT
+    from facerec.config import read_params
+    from facerec.enroll import main as enroll
+    from facerec.predict import main as predict
+
+    models = tmp_path / "models"
+    shell.copytree(project / "models", models)
+    faces = read_params(PROJECT_ROOT / "params.yaml")["faces"]
+    (models / "model_card.json").write_text(json.dumps({"faces": faces}), encoding="utf-8")
+    (tmp_path / "people/Grace").mkdir(parents=True)
+    Image.fromarray(grace_hopper()).save(tmp_path / "people/Grace/portrait.png")
+    status, _, err = run_cli(enroll, capsys, tmp_path / "people", "--gallery", tmp_path / "g", "--model",
+                             models / "model.keras", "--known", known_dir)
+    assert status == 0, f"the portrait's face was found and enrolled: {err}"
+    status, out, err = run_cli(predict, capsys, tmp_path / "people/Grace/portrait.png", "--model",
+                               models / "model.keras", "--gallery", tmp_path / "g", "--json", "--top-k", "2")
+    face = json.loads(out)[0]["faces"][0]
+    assert status == 0 and face["prediction"] == "Grace", f"predict's detected face matches the enrolled one: {err}"
+    assert face["top_k"][0]["cosine"] == pytest.approx(1.0, abs=1e-3), "same face, same alignment: cosine 1"
