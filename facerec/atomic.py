@@ -104,17 +104,27 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     try:
         yield temp_dir
         _seal(temp_dir)
-        if target.exists():
-            # Move the old folder aside first so there is never a moment without a complete one.
-            old_dir = temp_dir.with_name(temp_dir.name + ".old")
-            os.replace(target, old_dir)
-            os.replace(temp_dir, target)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            os.replace(temp_dir, target)
-        _fsync_path(target.parent)
+        replace_dir(temp_dir, target)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def replace_dir(source_dir: Path, target: Path) -> None:
+    """Move the complete folder `source_dir` onto `target` (same filesystem), replacing any old one.
+
+    The old folder is renamed aside first, so there is never a moment without a complete one.
+    """
+    source_dir, target = Path(source_dir), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target.parent, f".{glob.escape(target.name)}.*.tmp.old")  # a kill between the renames
+    if target.exists():
+        old_dir = target.with_name(f".{target.name}.{os.getpid()}.tmp.old")
+        os.replace(target, old_dir)
+        os.replace(source_dir, target)
+        shutil.rmtree(old_dir, ignore_errors=True)
+    else:
+        os.replace(source_dir, target)
+    _fsync_path(target.parent)
 
 
 def write_json(path: Path, payload: dict) -> None:

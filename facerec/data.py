@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,30 @@ def resize_square(image: tf.Tensor, image_size_px: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
+def decoded_examples(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int,
+                     cache: str = "none") -> tf.data.Dataset:
+    """Unbatched (image, label id) pairs in the frame's order, decoded in parallel and cached as asked."""
+    paths = [str(Path(raw_dir) / relative) for relative in frame["path"]]
+    targets = label_ids(frame["identity"], labels)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, targets))
+    dataset = dataset.map(
+        lambda path, target: (decode_and_resize(path, image_size_px), target),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if cache == "memory":
+        # Decoded, resized images: every epoch after the first skips JPEG decoding entirely.
+        return dataset.cache()
+    if cache != "none":
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        # A run killed while filling the cache leaves a lockfile that would block every later run;
+        # the cache itself only counts once its index is written, so the lock is safe to drop.
+        for stale_lock in Path(cache).parent.glob("*.lockfile"):
+            stale_lock.unlink()
+        return dataset.cache(str(cache))
+    return dataset
+
+
 def make_dataset(
     frame: pd.DataFrame,
     raw_dir: Path,
@@ -62,26 +88,9 @@ def make_dataset(
     if shuffle:
         # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
         frame = frame.sample(frac=1.0, random_state=seed)
-    paths = [str(Path(raw_dir) / relative) for relative in frame["path"]]
-    targets = label_ids(frame["identity"], labels)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, targets))
-    dataset = dataset.map(
-        lambda path, target: (decode_and_resize(path, image_size_px), target),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if cache == "memory":
-        # Decoded, resized images: every epoch after the first skips JPEG decoding entirely.
-        dataset = dataset.cache()
-    elif cache != "none":
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        # A run killed while filling the cache leaves a lockfile that would block every later run;
-        # the cache itself only counts once its index is written, so the lock is safe to drop.
-        for stale_lock in Path(cache).parent.glob("*.lockfile"):
-            stale_lock.unlink()
-        dataset = dataset.cache(str(cache))
+    dataset = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache)
     if shuffle:
-        dataset = dataset.shuffle(min(len(paths), SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(min(len(frame), SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -96,3 +105,48 @@ def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: 
     # One cache per task: workers sharing a host must not write the same cache files.
     worker = f"-{worker_label()}" if os.environ.get("TF_CONFIG") else ""
     return str(cache_dir / f"{split_csv.stem}-{digest}-{image_size_px}px{worker}" / "cache")
+
+
+@dataclass(frozen=True)
+class ShuffledEpochs:
+    """The training set as a stream of epochs whose order depends only on (seed, epoch number).
+
+    tf.data's reshuffle_each_iteration draws each epoch's order from how often the dataset was
+    iterated before, so a run resumed at epoch k would replay epoch 0's order; here epoch k's
+    order is the same whether or not the run was interrupted before it.
+    """
+
+    examples: tf.data.Dataset  # decoded (image, label id) pairs, unbatched, cached as asked
+    size: int
+    batch_size: int
+    seed: int
+    options: tf.data.Options | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def with_options(self, options: tf.data.Options) -> ShuffledEpochs:
+        """Options (e.g. multi-worker sharding) for every stream this returns, as Dataset.with_options."""
+        return replace(self, options=options)
+
+    def epochs(self, first_epoch: int, end_epoch: int) -> tf.data.Dataset:
+        """Batches of epochs first_epoch … end_epoch - 1, each shuffled by its own seed, back to back."""
+        buffer = min(self.size, SHUFFLE_BUFFER_IMAGES)
+        base_seed = tf.constant(self.seed, tf.int64) * 1_000_003  # distinct seeds for distinct (seed, epoch)
+
+        def one_epoch(epoch):
+            shuffled = self.examples.shuffle(buffer, seed=base_seed + epoch, reshuffle_each_iteration=False)
+            return shuffled.batch(self.batch_size)  # batched per epoch: a short last batch stays in its epoch
+
+        stream = tf.data.Dataset.range(first_epoch, end_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+        return stream.with_options(self.options) if self.options else stream
+
+
+def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int, batch_size: int,
+                    seed: int, cache: str = "none") -> ShuffledEpochs:
+    """The training split as ShuffledEpochs, decoded and cached like make_dataset's."""
+    # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
+    frame = frame.sample(frac=1.0, random_state=seed)
+    examples = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache)
+    return ShuffledEpochs(examples, len(frame), batch_size, seed)

@@ -15,6 +15,14 @@ from dvclive.keras import DVCLiveCallback
 
 from facerec.atomic import atomic_path, write_json
 from facerec.config import TrainConfig
+from facerec.data import ShuffledEpochs
+from facerec.resume import (
+    ResumableBackup,
+    backed_up_epoch,
+    describe_difference,
+    random_state,
+    set_random_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,23 +131,36 @@ def drop_rows_from(metrics_dir: Path, first_step: int) -> None:
 def open_backup(backup_dir: Path, run_id: dict) -> bool:
     """Prepare `backup_dir` for this run; True when it holds state of the same run to resume."""
     id_file = backup_dir / RUN_ID
-    if id_file.is_file() and json.loads(id_file.read_text(encoding="utf-8")) == run_id:
-        return any(path != id_file for path in backup_dir.iterdir())
-    # Another run's state (different params or data) must not leak into this one.
+    if id_file.is_file():
+        saved = json.loads(id_file.read_text(encoding="utf-8"))
+        if saved == run_id:
+            return any(path != id_file for path in backup_dir.iterdir())
+        log.info("Not resuming the interrupted run in %s: it was another run (changed: %s); starting afresh",
+                 backup_dir, describe_difference(saved, run_id))
+    # Another run's state (different params, data or code) must not leak into this one.
     shutil.rmtree(backup_dir, ignore_errors=True)
     backup_dir.mkdir(parents=True)
     write_json(id_file, run_id)
     return False
 
 
-def _fit(model, train_data, val_data, *, first_epoch, last_epoch, callbacks, backup, class_weight):
-    """One fit() with its own BackupAndRestore; return (epochs completed on the axis, last logs)."""
-    # BackupAndRestore goes first: an epoch's backup exists before DVCLive logs it.
-    backup_callbacks = [keras.callbacks.BackupAndRestore(str(backup))] if backup else []
+def _fit(model, train_data, val_data, *, first_epoch, last_epoch, schedule_callbacks, callbacks, backup,
+         class_weight):
+    """One fit() with its own backup; return (epochs completed on the axis, last logs)."""
+    # The backup follows the plateau/early-stop callbacks (it saves their state after they update
+    # it, and restores it after they reset it) and precedes DVCLive (an epoch is backed up before
+    # it is logged).
+    backup_callbacks = [ResumableBackup(backup, schedule_callbacks)] if backup else []
+    steps = {}
+    if isinstance(train_data, ShuffledEpochs):
+        # Epoch k's order is fixed by k, so a resumed fit reads the very batches the killed one would have.
+        start = max(first_epoch, backed_up_epoch(backup)) if backup else first_epoch
+        steps = {"steps_per_epoch": train_data.steps_per_epoch}
+        train_data = train_data.epochs(start, last_epoch)
     model._initial_epoch = None  # BackupAndRestore sets this private field and never clears it
     history = model.fit(train_data, validation_data=val_data, initial_epoch=first_epoch, epochs=last_epoch,
-                        callbacks=backup_callbacks + callbacks, class_weight=class_weight, verbose=2,
-                        shuffle=False)  # the tf.data pipeline shuffles, seeded, itself
+                        callbacks=schedule_callbacks + backup_callbacks + callbacks, class_weight=class_weight,
+                        verbose=2, shuffle=False, **steps)  # the tf.data pipeline shuffles, seeded, itself
     resumed_at = model._initial_epoch or first_epoch
     model._initial_epoch = None
     ended = history.epoch[-1] + 1 if history.epoch else resumed_at
@@ -156,18 +177,20 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
         # Phase 1 finished before the interruption: its weights and axis position are on disk.
         model.load_weights(backup_dir / PHASE1_WEIGHTS)
         saved = json.loads(done_file.read_text(encoding="utf-8"))
+        set_random_state(model, saved["random_state"])  # phase 2's augmentation continues phase 1's draws
         outcome.phase1_epochs, outcome.final_metrics = saved["epochs"], saved["metrics"]
         log.info("Phase 1 already completed (%d epochs); resuming with phase 2", outcome.phase1_epochs)
     else:
         compile_model(model, config.learning_rate, config)
         outcome.phase1_epochs, outcome.final_metrics = _fit(
             model, train_data, val_data, first_epoch=0, last_epoch=config.epochs,
-            callbacks=phase_callbacks(config) + extra_callbacks,
+            schedule_callbacks=phase_callbacks(config), callbacks=list(extra_callbacks),
             backup=backup_dir / "phase1" if backup_dir else None, class_weight=class_weight)
         if backup_dir and config.fine_tune_epochs > 0:
             model.save_weights(backup_dir / PHASE1_WEIGHTS)
             # Written last: its presence means the weights are whole.
-            write_json(done_file, {"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics})
+            write_json(done_file, {"epochs": outcome.phase1_epochs, "metrics": outcome.final_metrics,
+                                   "random_state": random_state(model)})
     outcome.epochs_completed = outcome.phase1_epochs
     if config.fine_tune_epochs > 0:
         unfrozen = unfreeze_top(model, config.fine_tune_from)
@@ -179,7 +202,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
         outcome.epochs_completed, metrics = _fit(
             model, train_data, val_data, first_epoch=outcome.phase1_epochs,
             last_epoch=outcome.phase1_epochs + config.fine_tune_epochs,
-            callbacks=phase_callbacks(config) + extra_callbacks,
+            schedule_callbacks=phase_callbacks(config), callbacks=list(extra_callbacks),
             backup=backup_dir / "phase2" if backup_dir else None, class_weight=class_weight)
         outcome.final_metrics = metrics or outcome.final_metrics
     return outcome

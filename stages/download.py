@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from facerec.atomic import remove_stale_staging, write_csv, write_json
+from facerec.atomic import remove_stale_staging, replace_dir, write_csv, write_json
 from facerec.config import load_config
 from facerec.sources import check_source, stage_source
 from facerec.stage_runner import run_stage
@@ -37,11 +35,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def replace_dir(source_dir: Path, target_dir: Path) -> None:
-    """Move a complete folder into place (same filesystem, so a rename, not a copy)."""
-    if target_dir.exists():
-        shutil.rmtree(target_dir)
-    os.replace(source_dir, target_dir)
 
 
 def main() -> None:

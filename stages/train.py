@@ -13,8 +13,9 @@ from pathlib import Path
 
 from dvclive import Live
 
+from facerec.atomic import replace_dir
 from facerec.config import as_plain_dict, load_config
-from facerec.data import cache_target, label_ids, make_dataset
+from facerec.data import cache_target, label_ids, make_dataset, training_epochs
 from facerec.face_data import image_root
 from facerec.manifests import load_split
 from facerec.model import build_model, resolve_weights
@@ -27,6 +28,7 @@ from facerec.runtime import (
     shard_by_data,
     worker_label,
 )
+from facerec.resume import code_digests, library_versions
 from facerec.stage_runner import run_stage
 from facerec.training import EpochAlignedLive, balanced_class_weights, fit_phases, open_backup
 
@@ -56,7 +58,7 @@ def main() -> None:
     images_dir = image_root(params.faces.detector, args.raw_dir, args.faces_dir)
     images_from = json.dumps(as_plain_dict(params.faces), sort_keys=True) if params.faces.detects else ""
     # Fetch ImageNet weights (or find them in Keras' cache) first: offline, that is the error to see.
-    resolve_weights(config.weights)
+    resolve_weights(config.weights)  # a bad path fails here too, before any output is touched
     strategy = distribution_strategy()  # first: the multi-worker runtime must start before other TF work
     configure_determinism(seed, config.deterministic)
     mixed = configure_mixed_precision(config.mixed_precision)
@@ -65,12 +67,13 @@ def main() -> None:
 
     train_frame, val_frame = load_split(args.train), load_split(args.val)
     labels = sorted(train_frame["identity"].unique())
+    caches = {csv: cache_target(config.cache, args.cache_dir, csv, config.image_size, images_from)
+              for csv in (args.train, args.val)}
     datasets = {
-        name: shard_by_data(make_dataset(
-            frame, images_dir, labels, image_size_px=config.image_size, batch_size=global_batch,
-            shuffle=name == "train", seed=seed, cache=cache_target(config.cache, args.cache_dir, csv,
-                                                                   config.image_size, images_from)))
-        for name, frame, csv in (("train", train_frame, args.train), ("val", val_frame, args.val))
+        "train": shard_by_data(training_epochs(train_frame, images_dir, labels, image_size_px=config.image_size,
+                                               batch_size=global_batch, seed=seed, cache=caches[args.train])),
+        "val": shard_by_data(make_dataset(val_frame, images_dir, labels, image_size_px=config.image_size,
+                                          batch_size=global_batch, shuffle=False, seed=seed, cache=caches[args.val])),
     }
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
                     if config.class_weights == "balanced" else None)
@@ -83,11 +86,15 @@ def main() -> None:
     live_dir = args.live_dir if chief else scratch / "dvclive"
     backup_dir = args.backup_dir if chief else args.backup_dir.with_name(f"{args.backup_dir.name}-{worker_label()}")
     run_id = {"train": as_plain_dict(config), "seed": seed, "replicas": strategy.num_replicas_in_sync,
-              "splits": [hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.train, args.val)]}
+              "splits": [hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.train, args.val)],
+              "code": code_digests(), "libraries": library_versions()}
     resuming = open_backup(backup_dir, run_id)
     if resuming:
         log.info("Resuming the interrupted run from %s", backup_dir)
-    live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resuming)
+    # Curves of the run in progress live with its backup; the last completed run's stay in
+    # live_dir until this one completes, so a failed or killed run never costs them.
+    staged_live_dir = backup_dir / "dvclive"
+    live = Live(dir=str(staged_live_dir), dvcyaml=None, save_dvc_exp=False, resume=resuming)
 
     started = time.monotonic()
     with strategy.scope():
@@ -106,6 +113,7 @@ def main() -> None:
             # predict detects and aligns faces in photos exactly as the training images were
             "faces": as_plain_dict(params.faces)}
     save_model(model, labels, card, scratch / "models" if scratch else args.model_dir)
+    replace_dir(staged_live_dir, live_dir)
     # Only a finished run gets here; its backups would otherwise make the next run "resume".
     shutil.rmtree(backup_dir, ignore_errors=True)
     if scratch:

@@ -141,3 +141,20 @@ def test_on_off_words_survive_dvc_rewriting_params(repo):
     _sh(repo, "dvc", "exp", "run", "-S", "train.lr_patience=2")
     card = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))
     assert (card["params"]["mixed_precision"], card["params"]["lr_patience"]) == ("off", 2), "both runs trained"
+
+
+def test_a_failed_experiment_keeps_the_last_good_model_and_curves(repo):
+    def snapshot() -> dict[str, bytes]:
+        return {path.relative_to(repo).as_posix(): path.read_bytes()
+                for folder in ("models", "dvclive") for path in sorted((repo / folder).rglob("*")) if path.is_file()}
+
+    before = snapshot()
+    failed = subprocess.run(["dvc", "exp", "run", "-S", "train.weights=weights/missing.h5"], cwd=repo,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                            capture_output=True, text=True, timeout=900)
+    try:
+        assert failed.returncode != 0 and "train.weights" in failed.stdout + failed.stderr, \
+            f"the bad weights path fails the experiment, naming the key:\n{failed.stderr[-2000:]}"
+        assert snapshot() == before, "DVC and the stage left the last good models/ and dvclive/ as they were"
+    finally:
+        _sh(repo, "git", "checkout", "--", "params.yaml")
