@@ -80,14 +80,24 @@ def _read_json(path: Path) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
+def _token_or_token_file(value: str | None) -> str | None:
+    """The token itself, or the content of the file it names (the client accepts both)."""
+    if not value or "\n" in value:
+        return value
+    try:
+        # A long token is not a path: is_file() raises "File name too long" with the token in
+        # its message, which must never reach a traceback.
+        return (Path(value).read_text().strip() or None) if Path(value).is_file() else value
+    except OSError:
+        return value
+
+
 def _credential_forms() -> list[tuple[str, str, str | None]]:
     """List (short name, where we looked, secret or None) for each form the client accepts."""
     home_kaggle = Path.home() / ".kaggle"
     token_files = [home_kaggle / "access_token", home_kaggle / "access_token.txt"]
     file_token = next((p.read_text().strip() for p in token_files if p.is_file()), None)
-    env_token = os.environ.get("KAGGLE_API_TOKEN") or None
-    if env_token and Path(env_token).is_file():  # the client also accepts a path to a token file
-        env_token = Path(env_token).read_text().strip() or None
+    env_token = _token_or_token_file(os.environ.get("KAGGLE_API_TOKEN") or None)
     config_json = kaggle_config_dir() / "kaggle.json"
     # The client overlays KAGGLE_USERNAME / KAGGLE_KEY on kaggle.json, so either may supply each.
     legacy = _read_json(config_json)
@@ -206,6 +216,9 @@ def _authenticated_api(source: str):
             api.authenticate()
         except SystemExit:  # authenticate() calls exit(1) when a token fails introspection
             raise KaggleCredentialsError(_rejected_message(source, "token not accepted")) from None
+        except Exception as error:  # anything else may quote the credential: never re-raise it raw
+            raise KaggleCredentialsError(_rejected_message(
+                source, _redact(f"{type(error).__name__}: {error}"))) from None
     return api
 
 

@@ -214,3 +214,13 @@ def test_credentials_never_leak(standin, tmp_path, monkeypatch, caplog, capsys, 
         for path in cache.rglob("*"):
             assert not path.is_file() or secret.encode() not in path.read_bytes(), \
                 f"nor written to {path.name}"
+
+
+def test_long_token_is_never_treated_as_a_path_in_an_error(standin, tmp_path, monkeypatch, caplog, capsys):
+    long_token = "KGAT_" + "x" * 400  # longer than a file name may be: is_file() raised with it
+    monkeypatch.setenv("KAGGLE_API_TOKEN", long_token)
+    standin.reject_all = True
+    with pytest.raises(KaggleCredentialsError) as caught:
+        download_dataset_archive(DATASET, 1, tmp_path / "cache", retry_wait_s=0, max_attempts=1)
+    outputs = str(caught.value) + caplog.text + "".join(capsys.readouterr())
+    assert long_token not in outputs, "a token too long for a path must not surface in any message"
