@@ -44,9 +44,15 @@ def face_row(path: str, identity: str, status: str, detected: int, face) -> dict
 
 
 def save_crop(crop: np.ndarray, path: Path) -> None:
-    """Write a crop in the format its file name says (JPEG at quality 95 for .jpg)."""
+    """Write a crop under the raw image's relative path: PNG if it is named .png, else JPEG.
+
+    The format is chosen here, not from the name: a raw image may have any suffix or none (verify
+    accepts by content), and a .gif crop would lose its colours to a palette. The decoders
+    downstream read by content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(crop).save(path, quality=95)
+    image_format = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+    Image.fromarray(crop).save(path, format=image_format, quality=95)
 
 
 def detect_and_align(images: pd.DataFrame, raw_dir: Path, out_dir: Path, config: FacesConfig) -> pd.DataFrame:

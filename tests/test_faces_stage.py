@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -99,3 +100,14 @@ def test_faces_config_names_the_bad_key(change, message):
     section = read_params(PROJECT_ROOT / "params.yaml")["faces"]
     with pytest.raises(ValueError, match=message):
         FacesConfig.from_params({**section, **change})
+
+
+@pytest.mark.parametrize("name", ["face", "face.gif", "face.png", "face.JPG"])
+def test_crops_are_written_whatever_the_raw_file_is_named(tmp_path, name):
+    from stages.faces import save_crop
+
+    crop = np.full((16, 16, 3), (200, 120, 40), dtype=np.uint8)
+    save_crop(crop, tmp_path / "identity" / name)
+    with Image.open(tmp_path / "identity" / name) as written:
+        assert written.mode == "RGB", f"{name}: a full-colour crop, not a palette image"
+        assert written.format == ("PNG" if name.endswith(".png") else "JPEG"), f"{name}: lossless only for .png"
