@@ -46,10 +46,11 @@ def data_metrics(splits: dict[str, pd.DataFrame], manifest: pd.DataFrame, split_
         "width_median": float(ok["width"].median()), "height_median": float(ok["height"].median()),
         "short_side_min": int(np.minimum(ok["width"], ok["height"]).min()),
     }
+    # Indexed, not filtered: a key renamed in the split report must fail here, not vanish.
     metrics["duplicates"] = {
         key: split_report[key] for key in ("exact_duplicate_pairs", "near_duplicate_pairs",
-                                           "images_in_duplicate_groups", "conflicts_found")
-        if key in split_report
+                                           "images_in_duplicate_groups", "conflict_groups",
+                                           "conflict_images_dropped")
     }
     return metrics
 

@@ -98,6 +98,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary sibling folder that replaces `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted_replace(target)
     # A run killed mid-write leaves a whole staged copy (a model, a dataset) behind.
     remove_stale_staging(target.parent, f".{glob.escape(target.name)}.*.tmp*")
     temp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -109,13 +110,24 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def restore_interrupted_replace(target: Path) -> None:
+    """Put back the old folder a kill left aside between replace_dir's two renames."""
+    set_aside = sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp.old"),
+                       key=lambda path: path.stat().st_mtime)
+    if set_aside and not target.exists():
+        os.replace(set_aside[-1], target)
+        log.warning("Restored %s from %s, set aside by an interrupted run", target, set_aside[-1].name)
+
+
 def replace_dir(source_dir: Path, target: Path) -> None:
     """Move the complete folder `source_dir` onto `target` (same filesystem), replacing any old one.
 
-    The old folder is renamed aside first, so there is never a moment without a complete one.
+    The old folder is renamed aside first; a kill between the two renames leaves it there, and the
+    next call puts it back (restore_interrupted_replace) instead of deleting the only complete copy.
     """
     source_dir, target = Path(source_dir), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted_replace(target)
     remove_stale_staging(target.parent, f".{glob.escape(target.name)}.*.tmp.old")  # a kill between the renames
     if target.exists():
         old_dir = target.with_name(f".{target.name}.{os.getpid()}.tmp.old")

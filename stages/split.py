@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from facerec.atomic import write_csv, write_json
+from facerec.atomic import atomic_dir, write_csv, write_json
 from facerec.config import load_config
 from facerec.face_data import drop_faceless, image_root
 from facerec.manifests import read_faces, read_manifest
@@ -41,11 +41,11 @@ def main() -> None:
     result = split_manifest(manifest, image_root(detector, args.raw_dir, args.faces_dir), params.split,
                             params.base.seed)
     result.report["images_without_face"] = faceless
-    args.splits_dir.mkdir(parents=True, exist_ok=True)
-    for stale in args.splits_dir.glob("*.csv"):
-        stale.unlink()  # an old unknown.csv must not outlive a run without a holdout
-    for name, frame in result.splits.items():
-        write_csv(args.splits_dir / f"{name}.csv", frame)
+    # One folder swap: a crash never leaves a mix of old and new splits, and an old unknown.csv
+    # cannot outlive a run without a holdout.
+    with atomic_dir(args.splits_dir) as staging:
+        for name, frame in result.splits.items():
+            write_csv(staging / f"{name}.csv", frame)
     write_json(args.report, result.report)
     write_csv(args.conflicts, result.conflicts)
     sizes = ", ".join(f"{name} {len(frame)}" for name, frame in result.splits.items())

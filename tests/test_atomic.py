@@ -79,3 +79,14 @@ def test_a_folder_left_half_written_by_a_killed_run_is_removed_by_the_next_write
         (staging / "labels.json").write_text("[]", encoding="utf-8")
     assert sorted(path.name for path in tmp_path.iterdir()) == [".modelsX.keep.tmp", "models"], \
         "stale staging of this target is gone, other names are untouched"
+
+
+def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
+    set_aside = tmp_path / ".gallery.4242.tmp.old"  # the old folder, renamed aside; the new one never moved in
+    set_aside.mkdir()
+    (set_aside / "gallery.json").write_text('{"people": 3}', encoding="utf-8")
+    with pytest.raises(RuntimeError), atomic.atomic_dir(tmp_path / "gallery"):
+        raise RuntimeError("the next run fails too")
+    assert (tmp_path / "gallery" / "gallery.json").read_text(encoding="utf-8") == '{"people": 3}', \
+        "the only complete copy is put back, not cleaned up as staging"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["gallery"], "and nothing else is left"

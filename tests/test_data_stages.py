@@ -74,6 +74,9 @@ def test_synthetic_download_split_analyze(tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = json.loads((project / "reports/data.json").read_text(encoding="utf-8"))
     assert metrics["train"]["identities"] == 4, "analyze sees every identity in train"
+    split_report = json.loads((project / "reports/split.json").read_text(encoding="utf-8"))
+    assert metrics["duplicates"]["conflict_groups"] == split_report["conflict_groups"], \
+        "the data report carries the split's conflict count (a wrong key used to drop it silently)"
     counts = pd.read_csv(project / "plots/data/identity_counts.csv")
     assert counts["images"].sum() == sum(len(frame) for frame in splits.values()), "counts add up to the split"
     for figure in ("identity_counts.png", "image_sizes.png", "samples.png"):
