@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
@@ -27,4 +28,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def process_pool(max_workers: int) -> ProcessPoolExecutor:
     """A ProcessPoolExecutor of `max_workers` processes that do not outlive this one."""
-    return ProcessPoolExecutor(max_workers=max_workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    # fork, named: the parent-pid check assumes the worker's parent is this process, which a
+    # forkserver (Python 3.14's default on Linux) is not.
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+    return ProcessPoolExecutor(max_workers=max_workers, mp_context=context, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))

@@ -85,7 +85,10 @@ def main() -> None:
     scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"facerec-{worker_label()}-"))
     live_dir = args.live_dir if chief else scratch / "dvclive"
     backup_dir = args.backup_dir if chief else args.backup_dir.with_name(f"{args.backup_dir.name}-{worker_label()}")
-    run_id = {"train": as_plain_dict(config), "seed": seed, "replicas": strategy.num_replicas_in_sync,
+    # The faces settings decide what the images look like even when the kept images (and so the
+    # split CSVs) stay the same: a backup trained on other crops must not be resumed.
+    run_id = {"train": as_plain_dict(config), "images_from": images_from, "seed": seed,
+              "replicas": strategy.num_replicas_in_sync,
               "splits": [hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.train, args.val)],
               "code": code_digests(), "libraries": library_versions()}
     resuming = open_backup(backup_dir, run_id)
