@@ -1,4 +1,4 @@
-"""Recognise every face in photos: detect, align as in training, classify; draw the result.
+"""Recognise every face in photos: detect, crop as in training, classify; draw the result.
 
 The detector and the alignment come from the model card (the `faces` params the model was
 trained with), so a photo's faces are cropped the way the training images were.
@@ -49,9 +49,25 @@ class FaceFinder:
         return [[face for face in faces if face.confidence >= minimum] for faces in self.detector.detect(photos)]
 
     def crops(self, photo: np.ndarray, faces: list, image_size_px: int) -> list[np.ndarray]:
-        """Each face aligned, then resized to the model's input exactly as training resized its crops."""
-        return [resize_square(tf.constant(align_face(photo, face.landmarks, self.alignment)), image_size_px).numpy()
-                for face in faces]
+        """Each face cut out as the model's training images were, resized as training resized them.
+
+        A model trained on aligned crops gets aligned crops. One trained on the dataset's own crops
+        (`detector: none`: tight, unrotated face boxes) gets the detected box with the margin,
+        unrotated: an aligned crop would show it faces framed unlike anything it learned from.
+        """
+        cut = self._aligned if self.config.detects else self._boxed
+        return [resize_square(tf.constant(cut(photo, face)), image_size_px).numpy() for face in faces]
+
+    def _aligned(self, photo: np.ndarray, face) -> np.ndarray:
+        return align_face(photo, face.landmarks, self.alignment)
+
+    def _boxed(self, photo: np.ndarray, face) -> np.ndarray:
+        x, y, width, height = face.box
+        margin_x, margin_y = width * self.config.margin_fraction, height * self.config.margin_fraction
+        left, top = max(int(round(x - margin_x)), 0), max(int(round(y - margin_y)), 0)
+        right = min(int(round(x + width + margin_x)), photo.shape[1])
+        bottom = min(int(round(y + height + margin_y)), photo.shape[0])
+        return photo[top:max(bottom, top + 1), left:max(right, left + 1)]
 
 
 def annotate(photo: np.ndarray, faces: list[dict], target: Path) -> None:

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory, synthetic_root) -> Path:
     project = trained_project(tmp_path_factory, synthetic_root)
     models = tmp_path_factory.mktemp("photo_model") / "models"
     shutil.copytree(project / "models", models)
-    faces = read_params(PROJECT_ROOT / "params.yaml")["faces"]
+    faces = {**read_params(PROJECT_ROOT / "params.yaml")["faces"], "detector": "mtcnn"}  # trained on aligned crops
     (models / "model_card.json").write_text(json.dumps({"faces": faces}), encoding="utf-8")
     return models
 
@@ -142,3 +142,16 @@ def test_help_says_when_to_detect_and_when_not(capsys):
     text = capsys.readouterr().out
     for phrase in ("--no-detect", "--annotate", "already face", "group photos", "detection_confidence"):
         assert phrase in text, f"--help mentions {phrase}"
+
+
+def test_a_model_trained_on_the_datasets_own_crops_gets_the_face_box_not_an_aligned_crop():
+    from facerec.data import resize_square
+    from facerec.faces import Face
+    from facerec.photo_faces import FaceFinder
+
+    settings = {**read_params(PROJECT_ROOT / "params.yaml")["faces"], "detector": "none", "margin_fraction": 0.1}
+    photo = np.arange(200 * 300 * 3, dtype=np.uint32).reshape(200, 300, 3).astype(np.uint8)
+    face = Face(box=(100.0, 50.0, 60.0, 80.0), landmarks=np.zeros((5, 2)), confidence=0.99)
+    [crop] = FaceFinder(FacesConfig.from_params(settings)).crops(photo, [face], 32)
+    expected = resize_square(photo[42:138, 94:166], 32).numpy()  # the box widened by 10 % on every side
+    assert np.array_equal(crop, expected), "an unrotated box crop, as the dataset's own crops are framed"
