@@ -13,6 +13,7 @@ import numpy as np
 from facerec.atomic import atomic_dir, write_json
 from facerec.config import ExportConfig, load_config
 from facerec.data import label_ids, make_dataset
+from facerec.face_data import image_root
 from facerec.errors import PipelineInputError
 from facerec.export import (
     ONNX_FILE,
@@ -42,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--test", type=Path, required=True, help="test split CSV: the images every format is checked on")
     parser.add_argument("--export-dir", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
@@ -74,11 +76,13 @@ def write_formats(network, staging: Path, config: ExportConfig) -> dict:
 
 def main() -> None:
     args = parse_args()
-    config = load_config().export
+    params = load_config()
+    config = params.export
     model_path = args.model_dir / "model.keras"
     classifier = load_classifier(model_path)
     frame = load_split(args.test)
-    images = decoded_test_split(classifier, frame, args.raw_dir)
+    # The images the model was trained and evaluated on: aligned crops when the detector is on.
+    images = decoded_test_split(classifier, frame, image_root(params.faces.detector, args.raw_dir, args.faces_dir))
     true_ids = label_ids(frame["identity"], classifier.labels)
     reference, _ = classifier.predict(images, batch_size=config.throughput_batch_size)
     network = inference_network(classifier.model)

@@ -50,7 +50,7 @@ def run_export(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, **param
     monkeypatch.chdir(out_dir)
     monkeypatch.setattr(sys, "argv", [
         "export", "--model-dir", str(project / "models"), "--raw-dir", str(raw_dir),
-        "--test", str(project / "splits/test.csv"), "--export-dir", "export", "--metrics", "metrics/export.json"])
+        "--faces-dir", str(out_dir / "no-faces"), "--test", str(project / "splits/test.csv"), "--export-dir", "export", "--metrics", "metrics/export.json"])
     export.main()
     return json.loads((out_dir / "metrics/export.json").read_text(encoding="utf-8"))
 
