@@ -120,9 +120,9 @@ def test_two_experiments_compare_at_a_glance(repo):
     table = run_in_terminal(repo, ["dvc", "exp", "show", "--only-changed", "--no-pager"], columns=120)
     experiments = [experiment for commit in json.loads(_sh(repo, "dvc", "exp", "show", "--json"))
                    for experiment in commit.get("experiments") or []]
-    # As exp show prints them: rounded to 5 decimals.
-    accuracies = {experiment["name"]: str(round(
-        experiment["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]["accuracy"], 5))
+    # As exp show prints them: rounded to 5 decimals, without a trailing ".0" (0.0 prints as 0).
+    accuracies = {experiment["name"]: format(round(
+        experiment["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]["accuracy"], 5), "g")
         for experiment in experiments}
     assert {"two-epochs", "higher-rate"} <= set(accuracies), f"both experiments are listed: {list(accuracies)}"
     header = next((line for line in table.splitlines() if "Experiment" in line), "")
@@ -130,6 +130,7 @@ def test_two_experiments_compare_at_a_glance(repo):
     for name, shown in accuracies.items():
         row = next((line for line in table.splitlines() if f"[{name}]" in line), "")
         assert shown in row, f"experiment {name}'s test accuracy {shown} is readable at 120 columns:\n{table}"
+
 
 def test_on_off_words_survive_dvc_rewriting_params(repo):
     # DVC rewrites params.yaml in YAML 1.2 and leaves `off` unquoted; YAML 1.1 would read it as False.
