@@ -77,11 +77,15 @@ def remove_stale_staging(parent: Path, pattern: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it onto `target` only if the block succeeds."""
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto `target` only if the block succeeds.
+
+    `suffix` is appended to the temporary name for writers that insist on an ending (Keras'
+    save_weights wants `.weights.h5`).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     os.close(handle)
     temp_path = Path(temp_name)
     try:

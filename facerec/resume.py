@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -125,10 +124,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         write_json(backup / EXTRA_STATE, state)
         # Keras 3.15 rewrites its two files in place: a kill mid-write leaves an empty
         # training_metadata.json that fails every later resume. Each is replaced by a rename here.
-        staged_weights = backup / "staged.weights.h5"  # save_weights insists on the .weights.h5 ending
-        self.model.save_weights(staged_weights, overwrite=True)
-        _fsync_file(staged_weights)
-        os.replace(staged_weights, self._weights_path)
+        with atomic_path(Path(self._weights_path), suffix=".weights.h5") as staged_weights:
+            self.model.save_weights(staged_weights, overwrite=True)
         write_json(Path(self._training_metadata_path), {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def _load_model(self):
@@ -157,12 +154,6 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                     callback.best_weights = [array for _, array in arrays]
         self.restored_exactly = True
         log.info("Restored epoch %d's weights, optimizer, random-generator and callback state", resumed_at)
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a file to disk before it is renamed into place."""
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _plain(value):
