@@ -5,64 +5,60 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import imagehash
 import numpy as np
+import pandas as pd
 from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from facerec.errors import PipelineInputError
+from facerec.verify import open_rgb
 from facerec.workers import process_pool
 
 log = logging.getLogger(__name__)
 
-# Every kind yields hash_size**2 bits; stored as hex text, compared as rows of uint64 words.
-HASH_FUNCTIONS = {
-    "phash": imagehash.phash,
-    "dhash": imagehash.dhash,
-    "whash": imagehash.whash,
-    "ahash": imagehash.average_hash,
-}
+# The near-duplicate signals of one image, each a manifest column of hex text. The download stage
+# stores them while it decodes each image; the split recomputes them when absent (old manifests,
+# aligned face crops).
+PHASH_COLUMN = "phash256"
+FINGERPRINT_COLUMNS: tuple[str, ...] = (PHASH_COLUMN,)
+# phash separated different faces best; 16 × 16 = 256 bits (64 bits confused different faces,
+# docs/splitting.md), the range facerec.config allows split.near_duplicate_max_distance in.
+PHASH_SIZE = 16
 # Below this many images a process pool costs more to start than it saves.
 SERIAL_BELOW_IMAGES = 256
 # Rows of the pairwise distance matrix computed at once: 128 x 17.5k uint64 is an 18 MB buffer.
 PAIR_BLOCK_ROWS = 128
 
 
-def check_hash_settings(kind: str, hash_size: int) -> None:
-    """Raise ValueError unless `kind` is known and hash_size**2 is a whole number of 64-bit words."""
-    if kind not in HASH_FUNCTIONS:
-        raise ValueError(f"hash kind {kind!r} is not allowed; use one of {sorted(HASH_FUNCTIONS)}")
-    if hash_size not in (8, 16, 32):
-        raise ValueError(f"hash size {hash_size!r} is not allowed; use 8, 16 or 32")
+def fingerprint(image: Image.Image) -> dict[str, str]:
+    """Return every near-duplicate signal of one decoded RGB image, as hex text per column."""
+    return {PHASH_COLUMN: str(imagehash.phash(image, hash_size=PHASH_SIZE))}
 
 
-def hash_image(path: Path, kind: str = "phash", hash_size: int = 16) -> str:
-    """Return the perceptual hash of one image (hash_size**2 bits) as hex digits."""
+def fingerprint_file(path: Path) -> dict[str, str]:
+    """Decode one image file upright as RGB and return its fingerprint."""
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
+        image = open_rgb(path)
     except (OSError, ValueError) as error:
-        raise PipelineInputError(f"cannot decode {path} for hashing: {error}") from error
-    return str(HASH_FUNCTIONS[kind](rgb, hash_size=hash_size))
+        raise PipelineInputError(f"cannot decode {path} for duplicate search: {error}") from error
+    return fingerprint(image)
 
 
-def compute_perceptual_hashes(
-    paths: list[Path], workers: int | None = None, kind: str = "phash", hash_size: int = 16
-) -> list[str]:
-    """Hash every image in `paths` (in order), in parallel on all cores unless `workers` says."""
-    check_hash_settings(kind, hash_size)
+def compute_fingerprints(paths: list[Path], workers: int | None = None) -> pd.DataFrame:
+    """Fingerprint every image in `paths` (rows in path order), on all cores unless `workers` says."""
     workers = workers or os.cpu_count() or 1
-    hash_one = partial(hash_image, kind=kind, hash_size=hash_size)
     if workers == 1 or len(paths) < SERIAL_BELOW_IMAGES:
-        return [hash_one(path) for path in paths]
-    # Large chunks: each image takes well under a millisecond, so IPC would dominate otherwise.
-    chunk_size = max(1, len(paths) // (workers * 8))
-    with process_pool(workers) as pool:
-        return list(pool.map(hash_one, paths, chunksize=chunk_size))
+        rows = [fingerprint_file(path) for path in paths]
+    else:
+        # Large chunks: each image takes about a millisecond, so IPC would dominate otherwise.
+        chunk_size = max(1, len(paths) // (workers * 8))
+        with process_pool(workers) as pool:
+            rows = list(pool.map(fingerprint_file, paths, chunksize=chunk_size))
+    return pd.DataFrame(rows, columns=list(FINGERPRINT_COLUMNS), dtype=str)
 
 
 def hashes_to_words(hashes: list[str]) -> np.ndarray:
@@ -120,14 +116,17 @@ class Grouping:
     near_pairs: np.ndarray  # (k, 2) perceptually close pairs that are not byte-identical
 
 
-def group_duplicates(sha256: list[str], hashes: list[str], max_distance: int) -> Grouping:
-    """Join exact and near-duplicate pairs into connected components (deterministic ids)."""
+def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance: int) -> Grouping:
+    """Join exact and near-duplicate pairs into connected components (deterministic ids).
+
+    `fingerprints` has the FINGERPRINT_COLUMNS, one row per entry of `sha256`.
+    """
     count = len(sha256)
     if count == 0:
         empty = np.empty((0, 2), dtype=np.int64)
         return Grouping(group=np.empty(0, dtype=np.int64), exact_pairs=empty, near_pairs=empty)
     exact = exact_pairs(sha256)
-    near = near_pairs(hashes_to_words(hashes), max_distance)
+    near = near_pairs(hashes_to_words(fingerprints[PHASH_COLUMN].tolist()), max_distance)
     sha = np.asarray(sha256, dtype=object)
     near = near[sha[near[:, 0]] != sha[near[:, 1]]] if len(near) else near
     edges = np.concatenate([exact, near])

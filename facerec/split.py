@@ -12,16 +12,13 @@ import numpy as np
 import pandas as pd
 
 from facerec.config import SplitConfig, as_plain_dict
-from facerec.dedupe import compute_perceptual_hashes, group_duplicates
+from facerec.dedupe import FINGERPRINT_COLUMNS, compute_fingerprints, group_duplicates
 from facerec.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
 
 # Tie-break order when two splits need a group equally: fill the small held-out splits first.
 SPLITS = ("test", "val", "train")
-# phash separated different faces best; 16 × 16 = 256 bits (64 bits confused different faces), the
-# range facerec.config allows split.near_duplicate_max_distance in (config.HASH_BITS).
-HASH_KIND, HASH_SIZE = "phash", 16
 
 
 @dataclass
@@ -131,14 +128,19 @@ def build_report(config, selected, grouping, conflicts, too_small, unknown, spli
     }
 
 
-def hash_selected(frame, manifest_rows: int, raw_dir: Path, hashes, workers) -> list[str]:
-    """Return the perceptual hashes of `frame`'s rows: given (manifest-aligned) or computed."""
-    if hashes is None:
-        paths = [Path(raw_dir) / path for path in frame["path"]]
-        return compute_perceptual_hashes(paths, workers, HASH_KIND, HASH_SIZE)
-    if len(hashes) != manifest_rows:
-        raise PipelineInputError(f"got {len(hashes)} hashes for {manifest_rows} manifest rows")
-    return [hashes[index] for index in frame.index]
+def fingerprints_of(frame: pd.DataFrame, manifest_rows: int, image_dir: Path,
+                    fingerprints: pd.DataFrame | None, workers: int | None) -> pd.DataFrame:
+    """Return the fingerprints of `frame`'s rows: given (manifest-aligned) or computed from the images."""
+    if fingerprints is None:
+        return compute_fingerprints([Path(image_dir) / path for path in frame["path"]], workers)
+    missing = sorted(set(FINGERPRINT_COLUMNS) - set(fingerprints.columns))
+    if missing or len(fingerprints) != manifest_rows:
+        raise PipelineInputError(
+            f"got fingerprints with {len(fingerprints)} rows and columns {list(fingerprints.columns)} "
+            f"for {manifest_rows} manifest rows; need one row per manifest row and the columns "
+            f"{list(FINGERPRINT_COLUMNS)} (rerun `dvc repro download`, or pass none to compute them)"
+        )
+    return fingerprints.reset_index(drop=True).loc[frame.index, list(FINGERPRINT_COLUMNS)].reset_index(drop=True)
 
 
 def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -212,26 +214,27 @@ def split_of_rows(known: pd.DataFrame, config: SplitConfig, seed: int) -> pd.Ser
 
 
 def split_manifest(
-    manifest: pd.DataFrame, raw_dir: Path, config: SplitConfig, seed: int, hashes: list[str] | None = None,
-    workers: int | None = None,
+    manifest: pd.DataFrame, image_dir: Path, config: SplitConfig, seed: int,
+    fingerprints: pd.DataFrame | None = None, workers: int | None = None,
 ) -> SplitResult:
     """Group duplicates, drop conflicts, hold out unknowns and split the rest by identity.
 
-    `hashes`, when given, are aligned with the rows of `manifest` (entries of non-ok rows are
-    ignored); otherwise the selected images are hashed here by `workers` processes (None: every core).
+    `fingerprints` (facerec.dedupe.FINGERPRINT_COLUMNS), when given, has one row per row of
+    `manifest` (rows of non-ok images are ignored); otherwise the selected images under
+    `image_dir` are fingerprinted here by `workers` processes (None: every core).
     """
     manifest = manifest.reset_index(drop=True)
     ok_rows = manifest[manifest["status"] == "ok"].astype({"identity": str})
     require_two_identities_in_data(manifest, ok_rows)
     selected = select_identities(ok_rows, config).copy()
     started = time.perf_counter()
-    selected_hashes = hash_selected(selected, len(manifest), raw_dir, hashes, workers)
+    selected_fingerprints = fingerprints_of(selected, len(manifest), image_dir, fingerprints, workers)
     grouping = group_duplicates(
-        selected["sha256"].tolist(), selected_hashes, config.near_duplicate_max_distance
+        selected["sha256"].tolist(), selected_fingerprints, config.near_duplicate_max_distance
     )
     selected["group"] = grouping.group
     log.info(
-        "hashed and grouped %d images into %d groups (%d exact, %d near-duplicate pairs) in %.1f s",
+        "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs) in %.1f s",
         len(selected),
         selected["group"].nunique(),
         len(grouping.exact_pairs),

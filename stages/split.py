@@ -6,8 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from facerec.atomic import atomic_dir, write_csv, write_json
 from facerec.config import load_config
+from facerec.dedupe import FINGERPRINT_COLUMNS
 from facerec.face_data import drop_faceless, image_root
 from facerec.manifests import read_faces, read_manifest
 from facerec.split import split_manifest
@@ -28,6 +31,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def stored_fingerprints(manifest: pd.DataFrame, detects: bool) -> pd.DataFrame | None:
+    """The manifest's fingerprint columns, when it has them all and they describe the images split."""
+    if detects or not set(FINGERPRINT_COLUMNS) <= set(manifest.columns):
+        return None  # aligned crops differ from the raw images the download stage fingerprinted
+    return manifest[list(FINGERPRINT_COLUMNS)]
+
+
 def main() -> None:
     args = parse_args()
     params = load_config()
@@ -39,7 +49,7 @@ def main() -> None:
         manifest, faceless = drop_faceless(manifest, read_faces(args.faces))
         log.info("Faces stage kept no face for %d images: %s", sum(faceless.values()), faceless)
     result = split_manifest(manifest, image_root(detector, args.raw_dir, args.faces_dir), params.split,
-                            params.base.seed)
+                            params.base.seed, stored_fingerprints(manifest, params.faces.detects))
     result.report["images_without_face"] = faceless
     # One folder swap: a crash never leaves a mix of old and new splits, and an old unknown.csv
     # cannot outlive a run without a holdout.

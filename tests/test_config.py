@@ -132,10 +132,10 @@ def test_fine_tune_layer_names_are_resnet50s():
 
 
 def test_limits_match_the_modules_they_describe():
-    from facerec.split import HASH_SIZE
+    from facerec.dedupe import PHASH_SIZE
     from facerec.synthetic import IDENTITY_NAMES
 
-    assert HASH_SIZE**2 == config_module.HASH_BITS, "near_duplicate_max_distance is bounded by the hash's bits"
+    assert PHASH_SIZE**2 == config_module.HASH_BITS, "near_duplicate_max_distance is bounded by the hash's bits"
     assert len(IDENTITY_NAMES) == config_module.SYNTHETIC_MAX_IDENTITIES, "one fictional name per identity"
 
 

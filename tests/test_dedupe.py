@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -56,11 +57,16 @@ def hamming(first: str, second: str) -> int:
     return (int(first, 16) ^ int(second, 16)).bit_count()
 
 
+def phashes(paths) -> list[str]:
+    """The 256-bit phash column of compute_fingerprints for `paths`."""
+    return dedupe.compute_fingerprints(paths, workers=1)[dedupe.PHASH_COLUMN].tolist()
+
+
 def test_near_copies_are_close_and_unrelated_images_far(image_files):
     names = ["unrelated_0", "reencoded", "downscaled", "unrelated_1", "unrelated_2"]
-    hashes = dict(zip(names, dedupe.compute_perceptual_hashes([image_files[n] for n in names])))
+    hashes = dict(zip(names, phashes([image_files[n] for n in names])))
     assert len(hashes["unrelated_0"]) == 64, (
-        "default hash is 256 bits (16x16 phash) as 64 hex digits"
+        "the phash is 256 bits (16x16) as 64 hex digits"
     )
     for copy in ("reencoded", "downscaled"):
         distance = hamming(hashes["unrelated_0"], hashes[copy])
@@ -69,30 +75,27 @@ def test_near_copies_are_close_and_unrelated_images_far(image_files):
     assert distance > 2 * THRESHOLD_BITS, f"unrelated images must be far apart: {distance}"
 
 
-def test_parallel_hashing_matches_serial_and_keeps_order(image_files, monkeypatch):
+def test_fingerprint_of_a_decoded_image_equals_the_files(image_files):
+    path = image_files["unrelated_3"]
+    [from_file] = dedupe.compute_fingerprints([path], workers=1).to_dict("records")
+    with Image.open(path) as image:
+        from_image = dedupe.fingerprint(image.convert("RGB"))
+    assert from_image == from_file, "the download stage's in-pass fingerprint must equal the split's"
+    assert list(from_image) == list(dedupe.FINGERPRINT_COLUMNS), "one hex text per fingerprint column"
+
+
+def test_parallel_fingerprinting_matches_serial_and_keeps_order(image_files, monkeypatch):
     paths = [image_files[f"unrelated_{index}"] for index in range(6)] * 3
-    serial = dedupe.compute_perceptual_hashes(paths, workers=1)
+    serial = dedupe.compute_fingerprints(paths, workers=1)
     monkeypatch.setattr(dedupe, "SERIAL_BELOW_IMAGES", 0)  # force the process pool on tiny input
-    parallel = dedupe.compute_perceptual_hashes(paths, workers=2)
-    assert parallel == serial, "the process pool must return the same hashes in input order"
-
-
-def test_other_hash_kinds_and_sizes_give_their_bit_count(image_files):
-    for kind, size, hex_digits in [("dhash", 8, 16), ("whash", 16, 64), ("ahash", 32, 256)]:
-        [text] = dedupe.compute_perceptual_hashes([image_files["unrelated_0"]], 1, kind, size)
-        assert len(text) == hex_digits, f"{kind} at hash_size {size} must give {size**2} bits"
+    parallel = dedupe.compute_fingerprints(paths, workers=2)
+    assert list(serial.columns) == list(dedupe.FINGERPRINT_COLUMNS), "columns are FINGERPRINT_COLUMNS"
+    assert parallel.equals(serial), "the process pool must return the same fingerprints in input order"
 
 
 def test_undecodable_image_names_the_file(image_files):
     with pytest.raises(PipelineInputError, match="broken.jpg"):
-        dedupe.compute_perceptual_hashes([image_files["broken"]])
-
-
-def test_bad_hash_settings_are_refused():
-    with pytest.raises(ValueError, match="hash kind"):
-        dedupe.check_hash_settings("md5", 16)
-    with pytest.raises(ValueError, match="hash size"):
-        dedupe.check_hash_settings("phash", 12)
+        dedupe.compute_fingerprints([image_files["broken"]])
 
 
 def test_malformed_hash_text_is_an_input_error():
@@ -124,7 +127,7 @@ def test_grouping_is_transitive_and_numbered_by_first_appearance():
     zero, one_bit, far = "0" * 16, "0" * 15 + "1", "f" * 16
     sha = ["a", "b", "c", "a", "d"]
     # Row 0 and 3 share bytes; row 2 is a near copy of row 3; rows 1 and 4 are unrelated.
-    hashes = [zero, far, one_bit, zero, "0f" * 8]
+    hashes = pd.DataFrame({dedupe.PHASH_COLUMN: [zero, far, one_bit, zero, "0f" * 8]})
     grouping = dedupe.group_duplicates(sha, hashes, max_distance=2)
     assert grouping.group.tolist() == [0, 1, 0, 0, 2], "exact + near links must chain into groups"
     assert grouping.exact_pairs.tolist() == [[0, 3]], "only same-sha256 rows are exact pairs"
@@ -134,5 +137,6 @@ def test_grouping_is_transitive_and_numbered_by_first_appearance():
 
 
 def test_grouping_of_nothing_is_empty():
-    grouping = dedupe.group_duplicates([], [], max_distance=4)
+    empty = pd.DataFrame({column: [] for column in dedupe.FINGERPRINT_COLUMNS}, dtype=str)
+    grouping = dedupe.group_duplicates([], empty, max_distance=4)
     assert len(grouping.group) == 0, "an empty selection must give no groups, not an error"

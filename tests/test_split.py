@@ -17,6 +17,7 @@ import pytest
 from conftest import tiny_config
 from PIL import Image
 
+from facerec.dedupe import fingerprint
 from facerec.errors import PipelineInputError
 from facerec.split import split_manifest
 
@@ -122,9 +123,15 @@ def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):
     assert set(split_of(first)) == set(split_of(other_seed)), "the seed must not change who is kept"
 
 
-def synthetic_manifest(counts: dict[str, int], seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
-    """Manifest rows without files, plus far-apart random 256-bit hashes (no duplicates)."""
+def random_fingerprints(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Random hex fingerprints of `rows` images, as long as real ones: far apart, so no duplicates."""
     rng = np.random.default_rng(seed)
+    lengths = {column: len(text) // 2 for column, text in fingerprint(Image.new("RGB", (32, 32))).items()}
+    return pd.DataFrame({column: [rng.bytes(size).hex() for _ in range(rows)] for column, size in lengths.items()})
+
+
+def synthetic_manifest(counts: dict[str, int], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Manifest rows without files, plus their random fingerprints (no duplicates)."""
     rows = [
         {
             "path": f"{name}/{index:03d}.jpg",
@@ -135,16 +142,15 @@ def synthetic_manifest(counts: dict[str, int], seed: int = 0) -> tuple[pd.DataFr
         for name, count in counts.items()
         for index in range(count)
     ]
-    hashes = [rng.bytes(32).hex() for _ in rows]
-    return pd.DataFrame(rows), hashes
+    return pd.DataFrame(rows), random_fingerprints(len(rows), seed)
 
 
 @pytest.mark.parametrize("val_fraction,test_fraction", [(0.15, 0.15), (0.1, 0.25), (0.3, 0.2)])
 def test_stratified_within_one_image_per_identity(val_fraction, test_fraction):
     counts = {f"person {n:02d}": n for n in (5, 7, 10, 13, 19, 26, 40, 77)}
-    manifest, hashes = synthetic_manifest(counts)
+    manifest, fingerprints = synthetic_manifest(counts)
     config = replace(BASE, val_fraction=val_fraction, test_fraction=test_fraction)
-    result = split_manifest(manifest, Path("unused"), config, SEED, hashes=hashes)
+    result = split_manifest(manifest, Path("unused"), config, SEED, fingerprints=fingerprints)
     for name, fraction in (("val", val_fraction), ("test", test_fraction)):
         per_identity = result.splits[name]["identity"].value_counts()
         for identity, total in counts.items():
@@ -185,12 +191,12 @@ def test_small_identity_is_excluded_with_a_warning(dataset, caplog):
 
 
 def test_identity_size_counts_distinct_images_not_copies(caplog):
-    manifest, hashes = synthetic_manifest({"many": 10, "more": 10, "copies": 6})
+    manifest, fingerprints = synthetic_manifest({"many": 10, "more": 10, "copies": 6})
     copies = manifest.index[manifest["identity"] == "copies"]
-    for index in copies:
-        hashes[index] = hashes[copies[0]]  # six files of one picture are one distinct image
+    # Six files of one picture are one distinct image.
+    fingerprints.loc[copies] = fingerprints.loc[[copies[0]] * len(copies)].to_numpy()
     with caplog.at_level(logging.WARNING, logger="facerec.split"):
-        result = split_manifest(manifest, Path("unused"), BASE, SEED, hashes=hashes)
+        result = split_manifest(manifest, Path("unused"), BASE, SEED, fingerprints=fingerprints)
     assert result.report["excluded_identities"] == {"copies": 1}, "copies count once"
 
 
@@ -243,7 +249,7 @@ def test_assignment_does_not_depend_on_hash_randomisation():
         "import sys; from pathlib import Path; from tests.test_split import BASE, SEED, synthetic_manifest;"
         "from facerec.split import split_manifest;"
         "m, h = synthetic_manifest({'a b': 9, 'ç': 12, 'd': 30});"
-        "r = split_manifest(m, Path('x'), BASE, SEED, hashes=h);"
+        "r = split_manifest(m, Path('x'), BASE, SEED, fingerprints=h);"
         "sys.stdout.write(r.splits['test'].to_csv())"
     )
     root = Path(__file__).resolve().parents[1]
@@ -282,6 +288,6 @@ def test_dataset_without_two_usable_identities_says_why():
         "status": ["unsupported_format"] * 10,
     })
     with pytest.raises(PipelineInputError) as error:
-        split_manifest(manifest, Path("unused"), BASE, SEED, hashes=[""] * 10)
+        split_manifest(manifest, Path("unused"), BASE, SEED, fingerprints=random_fingerprints(10))
     message = str(error.value)
     assert "{'unsupported_format': 10}" in message and "download.source" in message, message
