@@ -12,6 +12,7 @@ from facerec.analysis import counts_per_identity, data_metrics, plot_counts, plo
 from facerec.atomic import write_csv, write_json
 from facerec.config import load_config
 from facerec.face_data import image_root
+from facerec.image_store import open_images
 from facerec.manifests import load_split, read_manifest
 from facerec.stage_runner import run_stage
 
@@ -44,7 +45,7 @@ def main() -> None:
     ok_sizes = manifest.loc[manifest["status"] == "ok", ["width", "height"]]
     write_csv(args.plots_dir / "image_sizes.csv", ok_sizes)
     plot_image_sizes(manifest, args.plots_dir / "image_sizes.png")
-    plot_samples(splits["train"], images_dir, args.plots_dir / "samples.png")
+    plot_samples(splits["train"], open_images(images_dir), args.plots_dir / "samples.png")
     metrics = data_metrics(splits, manifest, report)
     write_json(args.report, metrics)
     log.info("Train set: %d identities, %d–%d images each (max/min %.2f)", metrics["train"]["identities"],

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from facerec.analysis import counts_per_identity, imbalance, plot_counts, plot_samples
+from facerec.image_store import open_images
 
 
 def test_imbalance_of_a_balanced_and_a_skewed_set():
@@ -31,6 +32,6 @@ def test_figures_are_drawn(tmp_path, synthetic_root):
     frame = pd.DataFrame([(path.relative_to(synthetic_root).as_posix(), path.parent.name[5:])
                           for path in sorted(synthetic_root.rglob("*.jpg"))], columns=["path", "identity"])
     plot_counts(counts_per_identity({"train": frame}), tmp_path / "counts.png")
-    plot_samples(frame, synthetic_root, tmp_path / "samples.png")
+    plot_samples(frame, open_images(synthetic_root), tmp_path / "samples.png")
     for name in ("counts.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 2000, f"{name} holds a real figure"
