@@ -340,6 +340,10 @@ class ModelConfig(Section):
     augment: AugmentConfig = param(section(AugmentConfig))
 
 
+# auto: float16 on a GPU, else off; on = float16 (its meaning before bfloat16 was offered).
+MIXED_PRECISION_SETTINGS = ("auto", "on", "off", "float16", "bfloat16")
+
+
 @dataclass(frozen=True)
 class TrainConfig(Section):
     """The network, both training phases and the runtime settings."""
@@ -361,8 +365,9 @@ class TrainConfig(Section):
     lr_patience: int = param(integer(0, 1000))  # epochs
     min_learning_rate: float = param(number(0, 1))
     early_stopping_patience: int = param(integer(0, 1000))  # epochs per phase; 0 = off
-    mixed_precision: str = param(choice("auto", "on", "off"))
-    jit_compile: bool = param(boolean())
+    mixed_precision: str = param(choice(*MIXED_PRECISION_SETTINGS))
+    jit_compile: bool = param(boolean())  # XLA; facerec.training reports (and refuses) a step it cannot compile
+    steps_per_execution: int = param(integer(1, 10_000))  # train steps per call from Python; an epoch's count is cut to a divisor
     deterministic: bool = param(boolean())
     cache: str = param(choice("disk", "memory", "none"))
     model: ModelConfig = param(section(ModelConfig))

@@ -20,11 +20,25 @@ def configure_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def configure_mixed_precision(setting: str) -> bool:
-    """auto = float16 compute when a GPU is visible (the model keeps a float32 softmax)."""
-    enabled = setting == "on" or (setting == "auto" and bool(tf.config.list_physical_devices("GPU")))
-    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
-    return enabled
+def mixed_precision_policy(setting: str, gpu_visible: bool) -> str:
+    """The Keras dtype policy of train.mixed_precision: auto = float16 compute on a GPU, float32 elsewhere."""
+    if setting == "auto":
+        return "mixed_float16" if gpu_visible else "float32"
+    return {"off": "float32", "on": "mixed_float16", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[setting]
+
+
+def configure_mixed_precision(setting: str) -> str:
+    """Set and return the global dtype policy (the model keeps a float32 augmentation and softmax).
+
+    float16 needs loss scaling (Keras adds it); bfloat16 has float32's range and needs none, but
+    only Ampere-class GPUs and newer run it fast.
+    """
+    policy = mixed_precision_policy(setting, bool(tf.config.list_physical_devices("GPU")))
+    keras.mixed_precision.set_global_policy(policy)
+    if policy == "mixed_bfloat16" and not tf.config.list_physical_devices("GPU"):
+        log.warning("train.mixed_precision = bfloat16 without a GPU: the CPU emulates bfloat16 and trains slower "
+                    "than float32; use off on CPU")
+    return policy
 
 
 def _task() -> tuple[dict, dict]:

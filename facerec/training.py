@@ -38,15 +38,31 @@ class TrainingOutcome:
     final_metrics: dict = field(default_factory=dict)
 
 
-def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig) -> None:
+def steps_per_execution_for(configured: int, steps_per_epoch: int | None) -> int:
+    """The largest divisor of an epoch's steps up to `configured` (all of it without a known epoch length).
+
+    Keras runs whole executions: with 32 steps each, a 385-step epoch would run 416 and eat into
+    the next epoch's batches, so a resumed run would no longer read what the killed one read.
+    """
+    if not steps_per_epoch:
+        return configured
+    return max(count for count in range(1, min(configured, steps_per_epoch) + 1) if steps_per_epoch % count == 0)
+
+
+def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig, *,
+                  steps_per_epoch: int | None = None) -> None:
     """Adamax as in the original recipe; sparse labels keep targets one int per image."""
     optimizer = keras.optimizers.Adamax(learning_rate=learning_rate, weight_decay=config.weight_decay or None)
     # Decay shrinks kernels only: pulling BatchNorm scales/offsets or biases towards 0 is not regularisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     smoothing = config.label_smoothing
+    steps_per_execution = steps_per_execution_for(config.steps_per_execution, steps_per_epoch)
+    if steps_per_execution < config.steps_per_execution:
+        log.info("train.steps_per_execution = %d runs as %d: the largest divisor of the epoch's %d steps",
+                 config.steps_per_execution, steps_per_execution, steps_per_epoch)
     model.compile(optimizer=optimizer,
                   loss=_SmoothedSparseLoss(smoothing) if smoothing else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
+                  metrics=["accuracy"], jit_compile=config.jit_compile, steps_per_execution=steps_per_execution)
 
 
 @keras.saving.register_keras_serializable(package="facerec")
@@ -173,6 +189,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
     backup_dir = Path(backup_dir) if backup_dir else None
     done_file = backup_dir / PHASE1_DONE if backup_dir else None
     outcome = TrainingOutcome()
+    steps_per_epoch = train_data.steps_per_epoch if isinstance(train_data, ShuffledEpochs) else None
     if done_file and done_file.is_file():
         # Phase 1 finished before the interruption: its weights and axis position are on disk.
         model.load_weights(backup_dir / PHASE1_WEIGHTS)
@@ -181,7 +198,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
         outcome.phase1_epochs, outcome.final_metrics = saved["epochs"], saved["metrics"]
         log.info("Phase 1 already completed (%d epochs); resuming with phase 2", outcome.phase1_epochs)
     else:
-        compile_model(model, config.learning_rate, config)
+        compile_model(model, config.learning_rate, config, steps_per_epoch=steps_per_epoch)
         outcome.phase1_epochs, outcome.final_metrics = _fit(
             model, train_data, val_data, first_epoch=0, last_epoch=config.epochs,
             schedule_callbacks=phase_callbacks(config), callbacks=list(extra_callbacks),
@@ -198,7 +215,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
                  unfrozen, config.fine_tune_from, config.fine_tune_learning_rate, config.fine_tune_epochs)
         # Changing `trainable` only takes effect after compiling again; the lower rate keeps the
         # pretrained filters close to where they were.
-        compile_model(model, config.fine_tune_learning_rate, config)
+        compile_model(model, config.fine_tune_learning_rate, config, steps_per_epoch=steps_per_epoch)
         outcome.epochs_completed, metrics = _fit(
             model, train_data, val_data, first_epoch=outcome.phase1_epochs,
             last_epoch=outcome.phase1_epochs + config.fine_tune_epochs,

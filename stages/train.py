@@ -61,7 +61,7 @@ def main() -> None:
     resolve_weights(config.weights)  # a bad path fails here too, before any output is touched
     strategy = distribution_strategy()  # first: the multi-worker runtime must start before other TF work
     configure_determinism(seed, config.deterministic)
-    mixed = configure_mixed_precision(config.mixed_precision)
+    dtype_policy = configure_mixed_precision(config.mixed_precision)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     chief = is_chief()
 
@@ -78,8 +78,8 @@ def main() -> None:
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
                     if config.class_weights == "balanced" else None)
     log.info("Training on %d images of %d identities, validating on %d; global batch %d on %d replica(s), "
-             "mixed precision %s", len(train_frame), len(labels), len(val_frame), global_batch,
-             strategy.num_replicas_in_sync, "on" if mixed else "off")
+             "dtype policy %s", len(train_frame), len(labels), len(val_frame), global_batch,
+             strategy.num_replicas_in_sync, dtype_policy)
 
     # Non-chief workers train in lockstep but keep their copies of the outputs out of the project.
     scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"facerec-{worker_label()}-"))

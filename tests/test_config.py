@@ -34,6 +34,8 @@ BAD_VALUES = [
     ({"train": {"learning_rate": 0}}, "train.learning_rate", "0"),
     ({"train": {"epochs": 2.5}}, "train.epochs", "2.5"),
     ({"train": {"mixed_precision": False}}, "train.mixed_precision", "False"),
+    ({"train": {"mixed_precision": "bf16"}}, "train.mixed_precision", "'bf16'"),
+    ({"train": {"steps_per_execution": 0}}, "train.steps_per_execution", "0"),
     ({"train": {"deterministic": "yes"}}, "train.deterministic", "'yes'"),
     ({"train": {"fine_tune_from": "conv9_block1_1_conv"}}, "train.fine_tune_from", "'conv9_block1_1_conv'"),
     ({"train": {"weights": "/no/such/weights.h5"}}, "train.weights", "'/no/such/weights.h5'"),
@@ -121,6 +123,21 @@ def test_project_params_build_and_keep_yaml_1_2_words(tmp_path):
                                           encoding="utf-8")
     assert read_params(tmp_path / "params.yaml")["train"]["mixed_precision"] == "off", "YAML 1.2: off is a word"
     assert load_config(tmp_path / "params.yaml").train.mixed_precision == "off"
+
+
+@pytest.mark.parametrize(("word", "on_cpu", "on_gpu"), [
+    ("auto", "float32", "mixed_float16"), ("off", "float32", "float32"), ("on", "mixed_float16", "mixed_float16"),
+    ("float16", "mixed_float16", "mixed_float16"), ("bfloat16", "mixed_bfloat16", "mixed_bfloat16")])
+def test_mixed_precision_words_as_dvc_writes_them_pick_a_policy(tmp_path, word, on_cpu, on_gpu):
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(text.replace("mixed_precision: auto", f"mixed_precision: {word}"),
+                                          encoding="utf-8")
+    from facerec.runtime import mixed_precision_policy  # imports TensorFlow: only here
+
+    setting = load_config(tmp_path / "params.yaml").train.mixed_precision
+    assert setting == word, "YAML 1.2 keeps the bare word"
+    assert (mixed_precision_policy(setting, gpu_visible=False), mixed_precision_policy(setting, gpu_visible=True)) \
+        == (on_cpu, on_gpu), "auto and on keep their meaning; float16/bfloat16 name the policy"
 
 
 def test_fine_tune_layer_names_are_resnet50s():

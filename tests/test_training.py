@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ import tensorflow as tf
 from conftest import tiny_config
 from dvclive import Live
 
+from facerec.data import ShuffledEpochs
 from facerec.training import (
     EpochAlignedLive,
     balanced_class_weights,
@@ -19,6 +21,7 @@ from facerec.training import (
     drop_rows_from,
     fit_phases,
     open_backup,
+    steps_per_execution_for,
     unfreeze_top,
 )
 
@@ -120,3 +123,43 @@ def test_weight_decay_spares_batchnorm_and_biases():
     compile_model(model, 1e-3, SCHEDULE)
     decayed = {variable.name for variable in model.trainable_variables if model.optimizer._use_weight_decay(variable)}
     assert decayed == {"kernel"}, "only kernels shrink towards zero"
+
+
+def shuffled_epochs(size: int, batch_size: int) -> ShuffledEpochs:
+    rng = np.random.default_rng(0)
+    examples = tf.data.Dataset.from_tensor_slices((rng.normal(size=(size, 8, 8, 3)).astype("float32"),
+                                                   np.arange(size) % 3))
+    return ShuffledEpochs(examples, size, batch_size, seed=0)
+
+
+def test_keras_executions_run_past_an_epoch_they_do_not_divide():
+    stream = shuffled_epochs(14, 4)  # 4 steps an epoch, the last one short
+    model = stand_in_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", steps_per_execution=3)
+    model.fit(stream.epochs(0, 3), steps_per_epoch=stream.steps_per_epoch, epochs=2, verbose=0)
+    assert int(model.optimizer.iterations) == 12, \
+        "Keras 3.15 runs whole executions (2 × 3 steps per 4-step epoch): why steps_per_execution is cut to a divisor"
+
+
+def test_steps_per_execution_is_cut_to_a_divisor_of_the_epoch():
+    assert steps_per_execution_for(32, 384) == 32, "the default divides Pins' 384 steps at batch 32"
+    assert steps_per_execution_for(32, 385) == 11 and steps_per_execution_for(3, 4) == 2, "largest divisor below"
+    assert steps_per_execution_for(32, 383) == 1, "a prime epoch length runs step by step"
+    assert steps_per_execution_for(32, 8) == 8 and steps_per_execution_for(5, None) == 5, "short or unknown epochs"
+
+
+def test_both_phases_read_exactly_their_epochs_with_several_steps_per_execution(tmp_path):
+    schedule = replace(SCHEDULE, steps_per_execution=3, early_stopping_patience=5)
+    stream = shuffled_epochs(14, 4)
+    live = Live(dir=str(tmp_path / "dvclive"), dvcyaml=None, save_dvc_exp=False)
+    model = stand_in_model()
+    steps_seen: list[tuple[int, int, int]] = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: steps_seen.append(
+        (epoch, model.steps_per_execution, int(model.optimizer.iterations))))
+    outcome = fit_phases(model, stream, data(), schedule, [EpochAlignedLive(live=live), record],
+                         backup_dir=tmp_path / "backup")
+    live.end()
+    assert steps_seen == [(0, 2, 4), (1, 2, 8), (2, 2, 4), (3, 2, 8)], \
+        "4 steps an epoch in executions of 2 (the divisor of 4 below 3); phase 2's optimizer counts afresh"
+    assert outcome.epochs_completed == 4 and logged(tmp_path / "dvclive", "eval/accuracy")["step"].tolist() == \
+        [0, 1, 2, 3], "DVCLive, plateau, early stopping and backups still see one end per epoch"

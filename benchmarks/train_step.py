@@ -1,0 +1,133 @@
+"""Benchmark: the train step on whatever device is visible — images/s per phase, host overhead, XLA on/off.
+
+Each measurement is one function in MEASUREMENTS taking the parsed arguments and returning a
+JSON-ready dict; add one there to extend the report. Run from the project root:
+`PYTHONPATH=. .venv/bin/python benchmarks/train_step.py [--image-size 224] [--steps 6] [--only NAME ...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.common import load_average, summary
+from facerec.config import TrainConfig, load_config
+from facerec.model import build_model
+from facerec.runtime import configure_mixed_precision
+from facerec.training import compile_model, unfreeze_top
+
+log = logging.getLogger("benchmarks.train_step")
+CLASSES = 10
+
+
+def random_batches(batch_size: int, image_size_px: int) -> tf.data.Dataset:
+    """One fixed batch of random uint8 images and labels, repeated: no input cost in the timing."""
+    rng = np.random.default_rng(0)
+    batch = (rng.integers(0, 256, (batch_size, image_size_px, image_size_px, 3)).astype("uint8"),
+             rng.integers(0, CLASSES, batch_size).astype("int32"))
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def timed_fit(model: keras.Model, data: tf.data.Dataset, steps: int) -> float:
+    """Seconds of a `steps`-step fit() after an untimed one that traces (and, with XLA, compiles) the step."""
+    warm_steps = model.steps_per_execution
+    started = time.perf_counter()
+    model.fit(data, steps_per_epoch=warm_steps, epochs=1, verbose=0)
+    log.info("first fit (trace/compile + %d step(s)): %.1f s", warm_steps, time.perf_counter() - started)
+    started = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return time.perf_counter() - started
+
+
+def bench_config(args: argparse.Namespace, **changes) -> TrainConfig:
+    """The project's train section (params.yaml) at the benchmark's size, without pretrained weights."""
+    return replace(load_config().train, weights="none", image_size=args.image_size, batch_size=args.batch_size,
+                   **changes)
+
+
+def phase_rates(args: argparse.Namespace, config: TrainConfig) -> dict:
+    """Images/s of phase 1 (frozen base) and phase 2 (fine-tuning from train.fine_tune_from) with `config`."""
+    keras.backend.clear_session()
+    model = build_model(config, CLASSES, seed=0)
+    data = random_batches(config.batch_size, config.image_size)
+    rates, compiled = {}, {}
+    for phase in ("phase1_frozen", "phase2_fine_tune"):
+        if phase == "phase2_fine_tune":
+            unfreeze_top(model, config.fine_tune_from)
+        compile_model(model, config.learning_rate, config)
+        runs = [args.steps * config.batch_size / timed_fit(model, data, args.steps) for _ in range(args.repeats)]
+        rates[f"{phase}_img_per_s"] = summary(runs)
+        compiled[phase] = bool(model.jit_compile)  # False when Keras fell back from jit_compile=True
+    return {**rates, "xla_in_effect": compiled, "steps_per_execution": config.steps_per_execution}
+
+
+def measure_phases(args: argparse.Namespace) -> dict:
+    """Images/s per phase with params.yaml's settings (XLA as params.yaml says)."""
+    return phase_rates(args, bench_config(args))
+
+
+def measure_xla(args: argparse.Namespace) -> dict:
+    """Images/s per phase with jit_compile off and on."""
+    return {f"jit_compile_{setting}": phase_rates(args, bench_config(args, jit_compile=setting))
+            for setting in (False, True)}
+
+
+def measure_host_overhead(args: argparse.Namespace) -> dict:
+    """ms of host-side loop per step: a trivial model, steps_per_execution 1 vs params.yaml's value.
+
+    The model does almost no arithmetic, so a step's time is Keras' and TensorFlow's per-step
+    bookkeeping: what a GPU step pays on top of its kernels.
+    """
+    configured = load_config().train.steps_per_execution
+    steps = args.overhead_steps - args.overhead_steps % configured  # whole executions only
+    data = tf.data.Dataset.from_tensors((np.zeros((1, 4), "float32"), np.zeros((1,), "float32"))).repeat()
+    figures = {}
+    for steps_per_execution in sorted({1, configured}):
+        runs = []
+        for _ in range(args.repeats):
+            keras.backend.clear_session()
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
+            runs.append(1000 * timed_fit(model, data, steps) / steps)
+        figures[f"ms_per_step_at_steps_per_execution_{steps_per_execution}"] = summary(runs)
+    return {"steps": steps, **figures}
+
+
+MEASUREMENTS = {"phases": measure_phases, "xla": measure_xla, "host_overhead": measure_host_overhead}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=224, help="px (the project's default is 224)")
+    parser.add_argument("--batch-size", type=int, default=32, help="per replica")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per phase and repeat")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--overhead-steps", type=int, default=2048, help="trivial-model steps per repeat")
+    parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="run only these measurements")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dtype_policy = configure_mixed_precision(load_config().train.mixed_precision)
+    result = {"image_size_px": args.image_size, "batch_size": args.batch_size, "steps": args.steps,
+              "repeats": args.repeats, "dtype_policy": dtype_policy,
+              "devices": [device.name for device in tf.config.list_logical_devices()],
+              "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                       for gpu in tf.config.list_physical_devices("GPU")],
+              "load_average_before": load_average()}
+    for name in args.only or MEASUREMENTS:
+        started = time.perf_counter()
+        result[name] = MEASUREMENTS[name](args)
+        result[name]["seconds"] = round(time.perf_counter() - started, 1)
+        log.info("%s: %s", name, json.dumps(result[name]))
+    result["load_average_after"] = load_average()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
