@@ -372,6 +372,12 @@ class TrainConfig(Section):
     cache: str = param(choice("disk", "memory", "none"))
     model: ModelConfig = param(section(ModelConfig))
 
+    def check_together(self) -> None:
+        if self.jit_compile and self.deterministic:
+            # Keras turns XLA off under op determinism (not every XLA kernel has a deterministic form).
+            self.refuse("jit_compile", "false with train.deterministic = true (Keras runs without XLA under op "
+                                       "determinism), or set train.deterministic = false to compile with XLA")
+
 
 OPEN_SET_SCORES = ("max_softmax", "max_logit")
 

@@ -83,15 +83,37 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     cache: str = "none",
+    pad_last_batch: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (image, label id); only the training set is shuffled, and afresh each epoch."""
+    """Batches of (image, label id); only the training set is shuffled, and afresh each epoch.
+
+    pad_last_batch: every batch full (one shape, so XLA compiles once), as (image, label id,
+    sample weight) with the padding weighted 0.
+    """
     if shuffle:
         # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
         frame = frame.sample(frac=1.0, random_state=seed)
     dataset = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache)
     if shuffle:
         dataset = dataset.shuffle(min(len(frame), SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if pad_last_batch:
+        dataset = padded_to_full_batches(dataset, len(frame), batch_size, image_size_px)
+    return dataset.batch(batch_size, drop_remainder=pad_last_batch).prefetch(tf.data.AUTOTUNE)
+
+
+def padded_to_full_batches(examples: tf.data.Dataset, size: int, batch_size: int, image_size_px: int) -> tf.data.Dataset:
+    """(image, label, weight) with black zero-weight images appended up to a whole number of batches.
+
+    Real images weigh (size + padding) / size rather than 1: Keras divides a batch's loss by the
+    batch size, padding included, so this keeps the mean loss exact; weighted accuracy is
+    unaffected by the scale.
+    """
+    padding = -size % batch_size
+    weight = (size + padding) / size
+    real = examples.map(lambda image, label: (image, label, tf.constant(weight, tf.float32)))
+    blank = tf.data.Dataset.from_tensors((tf.zeros((image_size_px, image_size_px, 3), tf.uint8),
+                                          tf.constant(0, tf.int32), tf.constant(0.0, tf.float32)))
+    return real.concatenate(blank.repeat(padding))
 
 
 def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int, images_from: str = "") -> str:
@@ -121,10 +143,16 @@ class ShuffledEpochs:
     batch_size: int
     seed: int
     options: tf.data.Options | None = None
+    drop_remainder: bool = False  # full batches only (one shape for XLA); each epoch leaves out other images
+
+    def __post_init__(self) -> None:
+        if self.drop_remainder and self.size < self.batch_size:
+            raise ValueError(f"the training split has {self.size} images, fewer than one batch of {self.batch_size}; "
+                             "with train.jit_compile = true every batch is full, so lower train.batch_size")
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        return self.size // self.batch_size if self.drop_remainder else math.ceil(self.size / self.batch_size)
 
     def with_options(self, options: tf.data.Options) -> ShuffledEpochs:
         """Options (e.g. multi-worker sharding) for every stream this returns, as Dataset.with_options."""
@@ -137,16 +165,17 @@ class ShuffledEpochs:
 
         def one_epoch(epoch):
             shuffled = self.examples.shuffle(buffer, seed=base_seed + epoch, reshuffle_each_iteration=False)
-            return shuffled.batch(self.batch_size)  # batched per epoch: a short last batch stays in its epoch
+            # Batched per epoch: a short last batch stays in its epoch (or is left out).
+            return shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder)
 
         stream = tf.data.Dataset.range(first_epoch, end_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
         return stream.with_options(self.options) if self.options else stream
 
 
 def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int, batch_size: int,
-                    seed: int, cache: str = "none") -> ShuffledEpochs:
+                    seed: int, cache: str = "none", drop_remainder: bool = False) -> ShuffledEpochs:
     """The training split as ShuffledEpochs, decoded and cached like make_dataset's."""
     # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
     frame = frame.sample(frac=1.0, random_state=seed)
     examples = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache)
-    return ShuffledEpochs(examples, len(frame), batch_size, seed)
+    return ShuffledEpochs(examples, len(frame), batch_size, seed, drop_remainder=drop_remainder)

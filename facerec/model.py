@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from facerec.augment import RandomAffine
 from facerec.config import AugmentConfig, TrainConfig
 from facerec.errors import PipelineInputError
 
@@ -26,7 +27,7 @@ class ResNetPreprocess(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="facerec")
 class SymmetricShear(layers.RandomShear):
-    """RandomShear whose saved config loads again.
+    """RandomShear whose saved config loads again (models saved before RandomAffine hold it).
 
     Keras 3.15 saves a factor f as [-f, f], which its own constructor then rejects, so a model
     with plain RandomShear cannot be reloaded.
@@ -70,17 +71,10 @@ def resolve_weights(weights: str) -> str | None:
             "`train.weights: none` (far lower accuracy; fine for the demo)") from None
 
 
-def build_augmentation(config: AugmentConfig, seed: int) -> keras.Sequential:
-    """Random geometric changes, active only while training (Keras skips them at inference)."""
-    steps = [
-        layers.RandomRotation(config.rotation_deg / 360.0, fill_mode="nearest", seed=seed),
-        layers.RandomTranslation(config.shift_fraction, config.shift_fraction, fill_mode="nearest", seed=seed + 1),
-        SymmetricShear(config.shear_fraction, config.shear_fraction, fill_mode="nearest", seed=seed + 2),
-        layers.RandomZoom(config.zoom_fraction, config.zoom_fraction, fill_mode="nearest", seed=seed + 3),
-    ]
-    if config.horizontal_flip:
-        steps.append(layers.RandomFlip("horizontal", seed=seed + 4))
-    return keras.Sequential(steps, name="augmentation")
+def build_augmentation(config: AugmentConfig, seed: int) -> RandomAffine:
+    """Random geometric changes in one warp, active only while training (Keras skips it at inference)."""
+    return RandomAffine(config.rotation_deg, config.shift_fraction, config.shear_fraction, config.zoom_fraction,
+                        config.horizontal_flip, seed=seed, name="augmentation")
 
 
 def build_model(config: TrainConfig, num_classes: int, seed: int) -> keras.Model:

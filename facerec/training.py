@@ -16,6 +16,7 @@ from dvclive.keras import DVCLiveCallback
 from facerec.atomic import atomic_path, write_json
 from facerec.config import TrainConfig
 from facerec.data import ShuffledEpochs
+from facerec.errors import ParamsError
 from facerec.resume import (
     ResumableBackup,
     backed_up_epoch,
@@ -62,7 +63,30 @@ def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig,
                  config.steps_per_execution, steps_per_execution, steps_per_epoch)
     model.compile(optimizer=optimizer,
                   loss=_SmoothedSparseLoss(smoothing) if smoothing else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile, steps_per_execution=steps_per_execution)
+                  weighted_metrics=[CountedAccuracy()], jit_compile=config.jit_compile,
+                  steps_per_execution=steps_per_execution)
+    if config.jit_compile and not model.jit_compile:
+        unsupported = sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})
+        raise ParamsError(f"params.yaml: train.jit_compile = true, but Keras cannot compile this model with XLA "
+                          f"(layers without XLA support: {', '.join(unsupported) or 'none; the platform refuses'}); "
+                          "set train.jit_compile = false")
+
+
+@keras.saving.register_keras_serializable(package="facerec")
+class CountedAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Accuracy over the images whose sample weight is positive, each counted once.
+
+    A padded validation batch (padding weighs 0) then scores exactly its real images, and class
+    weights (all positive) leave it the plain share of correct answers.
+    """
+
+    def __init__(self, name="accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            sample_weight = keras.ops.cast(keras.ops.greater(sample_weight, 0), self.dtype)
+        return super().update_state(y_true, y_pred, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="facerec")

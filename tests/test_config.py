@@ -36,6 +36,7 @@ BAD_VALUES = [
     ({"train": {"mixed_precision": False}}, "train.mixed_precision", "False"),
     ({"train": {"mixed_precision": "bf16"}}, "train.mixed_precision", "'bf16'"),
     ({"train": {"steps_per_execution": 0}}, "train.steps_per_execution", "0"),
+    ({"train": {"jit_compile": True, "deterministic": True}}, "train.jit_compile", "True"),
     ({"train": {"deterministic": "yes"}}, "train.deterministic", "'yes'"),
     ({"train": {"fine_tune_from": "conv9_block1_1_conv"}}, "train.fine_tune_from", "'conv9_block1_1_conv'"),
     ({"train": {"weights": "/no/such/weights.h5"}}, "train.weights", "'/no/such/weights.h5'"),

@@ -10,7 +10,7 @@ import pytest
 from conftest import PROJECT_ROOT, merged, tiny_config
 
 from facerec.config import TrainConfig, read_params
-from facerec.model import ResNetPreprocess, SymmetricShear, build_model
+from facerec.model import ResNetPreprocess, build_model
 from facerec.training import compile_model, unfreeze_top
 
 TRAIN = tiny_config().train  # 32 px, random (weights none) base
@@ -111,11 +111,13 @@ def test_recipes_build_the_intended_layers(recipe):
     original = recipe == "original"
     model, plan = (_recipe(ORIGINAL_OVERRIDES, {"head_dropout": [0.1, 0.4]}) if original else _recipe({}))
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["InputLayer", "Sequential", "ResNetPreprocess", "Functional", "BatchNormalization",
+    assert kinds == ["InputLayer", "RandomAffine", "ResNetPreprocess", "Functional", "BatchNormalization",
                      "Dropout", "Dense", "BatchNormalization", "Dropout", "Dense"], "augment → preprocess → base → head"
-    augmentation = [type(layer) for layer in model.get_layer("augmentation").layers]
-    assert augmentation == [keras.layers.RandomRotation, keras.layers.RandomTranslation, SymmetricShear,
-                            keras.layers.RandomZoom, keras.layers.RandomFlip], "the ImageDataGenerator family"
+    augmentation = model.get_layer("augmentation").get_config()
+    assert {key: augmentation[key] for key in ("rotation_deg", "shift_fraction", "shear_fraction", "zoom_fraction",
+                                               "horizontal_flip")} == \
+        {"rotation_deg": 20, "shift_fraction": 0.2, "shear_fraction": 0.2, "zoom_fraction": 0.2,
+         "horizontal_flip": True}, "the ImageDataGenerator family with params.yaml's ranges"
     assert isinstance(model.layers[2], ResNetPreprocess) and not model.get_layer("resnet50").trainable
     dense = model.layers[6]
     assert (dense.units, dense.activation.__name__) == (1024, "elu"), "the original Dense 1024 elu"
@@ -165,3 +167,24 @@ def test_imagenet_weights_are_the_file_keras_itself_would_fetch():
 
     assert IMAGENET_WEIGHTS_URL == resnet.BASE_WEIGHTS_PATH + IMAGENET_WEIGHTS_FILE, "same URL and cache file name"
     assert IMAGENET_WEIGHTS_MD5 == resnet.WEIGHTS_HASHES["resnet50"][1], "same no-top weights checksum"
+
+
+@pytest.fixture
+def bfloat16_policy():
+    from facerec.runtime import configure_mixed_precision
+
+    assert configure_mixed_precision("bfloat16") == "mixed_bfloat16", "train.mixed_precision = bfloat16's policy"
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_bfloat16_computes_in_bfloat16_but_augments_and_answers_in_float32(bfloat16_policy):
+    model = tiny_model()
+    assert model.get_layer("resnet50").get_layer("conv1_conv").compute_dtype == "bfloat16", "the base runs bf16"
+    assert model.get_layer("augmentation").compute_dtype == "float32", "the warp stays float32"
+    assert model.get_layer("identity").compute_dtype == "float32", "the softmax stays float32"
+    eager_compile(model)
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer), "bfloat16 needs no loss scaling"
+    loss = model.train_on_batch(*images(6))[0]
+    assert np.isfinite(loss), f"a bfloat16 step trains (loss {loss})"
+    assert model.predict(images(2)[0], verbose=0).dtype == np.float32, "probabilities come out float32"

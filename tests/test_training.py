@@ -14,6 +14,7 @@ from conftest import tiny_config
 from dvclive import Live
 
 from facerec.data import ShuffledEpochs
+from facerec.errors import ParamsError
 from facerec.training import (
     EpochAlignedLive,
     balanced_class_weights,
@@ -163,3 +164,13 @@ def test_both_phases_read_exactly_their_epochs_with_several_steps_per_execution(
         "4 steps an epoch in executions of 2 (the divisor of 4 below 3); phase 2's optimizer counts afresh"
     assert outcome.epochs_completed == 4 and logged(tmp_path / "dvclive", "eval/accuracy")["step"].tolist() == \
         [0, 1, 2, 3], "DVCLive, plateau, early stopping and backups still see one end per epoch"
+
+
+def test_jit_compile_is_really_on_or_refused():
+    model = stand_in_model()
+    compile_model(model, 1e-3, replace(SCHEDULE, jit_compile=True, deterministic=False))
+    assert model.jit_compile, "train.jit_compile = true compiles the step with XLA"
+    inputs = keras.Input((8, 8, 3))
+    rotating = keras.Model(inputs, stand_in_model()(keras.layers.RandomRotation(0.1)(inputs)))
+    with pytest.raises(ParamsError, match=r"train.jit_compile = true.*RandomRotation.*set train.jit_compile = false"):
+        compile_model(rotating, 1e-3, replace(SCHEDULE, jit_compile=True, deterministic=False))
