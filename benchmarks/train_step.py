@@ -58,14 +58,16 @@ def phase_rates(args: argparse.Namespace, config: TrainConfig) -> dict:
     model = build_model(config, CLASSES, seed=0)
     data = random_batches(config.batch_size, config.image_size)
     rates, compiled = {}, {}
-    for phase in ("phase1_frozen", "phase2_fine_tune"):
+    for phase, learning_rate in (("phase1_frozen", config.learning_rate),
+                                 ("phase2_fine_tune", config.fine_tune_learning_rate)):
         if phase == "phase2_fine_tune":
             unfreeze_top(model, config.fine_tune_from)
-        compile_model(model, config.learning_rate, config)
+        # As in training: steps_per_execution cut to a divisor of the (here: timed) epoch's steps.
+        compile_model(model, learning_rate, config, steps_per_epoch=args.steps)
         runs = [args.steps * config.batch_size / timed_fit(model, data, args.steps) for _ in range(args.repeats)]
         rates[f"{phase}_img_per_s"] = summary(runs)
         compiled[phase] = bool(model.jit_compile)  # False when Keras fell back from jit_compile=True
-    return {**rates, "xla_in_effect": compiled, "steps_per_execution": config.steps_per_execution}
+    return {**rates, "xla_in_effect": compiled, "steps_per_execution": model.steps_per_execution}
 
 
 def measure_phases(args: argparse.Namespace) -> dict:
@@ -75,7 +77,8 @@ def measure_phases(args: argparse.Namespace) -> dict:
 
 def measure_xla(args: argparse.Namespace) -> dict:
     """Images/s per phase with jit_compile off and on."""
-    return {f"jit_compile_{setting}": phase_rates(args, bench_config(args, jit_compile=setting))
+    # XLA and op determinism exclude each other (facerec.config refuses both).
+    return {f"jit_compile_{setting}": phase_rates(args, bench_config(args, jit_compile=setting, deterministic=False))
             for setting in (False, True)}
 
 

@@ -143,39 +143,50 @@ class ShuffledEpochs:
     batch_size: int
     seed: int
     options: tf.data.Options | None = None
-    drop_remainder: bool = False  # full batches only (one shape for XLA); each epoch leaves out other images
-
-    def __post_init__(self) -> None:
-        if self.drop_remainder and self.size < self.batch_size:
-            raise ValueError(f"the training split has {self.size} images, fewer than one batch of {self.batch_size}; "
-                             "with train.jit_compile = true every batch is full, so lower train.batch_size")
+    fill_last_batch: bool = False  # every batch full (one shape for XLA): the short last one repeats its images
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.size // self.batch_size if self.drop_remainder else math.ceil(self.size / self.batch_size)
+        return math.ceil(self.size / self.batch_size)
 
     def with_options(self, options: tf.data.Options) -> ShuffledEpochs:
         """Options (e.g. multi-worker sharding) for every stream this returns, as Dataset.with_options."""
         return replace(self, options=options)
 
+    def one_epoch(self, epoch: int) -> tf.data.Dataset:
+        """Epoch `epoch`'s batches, in the order its own seed gives."""
+        # A Python seed per epoch: TF 2.21's seed helper fails on a tensor seed when the global seed is 0.
+        seed = self.seed * 1_000_003 + epoch  # distinct seeds for distinct (seed, epoch)
+        shuffled = self.examples.shuffle(min(self.size, SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=False)
+        batches = shuffled.batch(self.batch_size)  # batched per epoch: a short last batch stays in its epoch
+        return batches.map(self._filled) if self.fill_last_batch else batches
+
+    def _filled(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """A batch of exactly batch_size, cycling through its own images when short (a no-op when full).
+
+        Dropping the remainder instead would leave an epoch of 12,264 images at batch 32 with
+        383 steps, a prime, and so no steps_per_execution above 1.
+        """
+        count = tf.shape(labels)[0]
+        picks = tf.range(self.batch_size) % count
+        # Only the last batch of an epoch is short; copying every full batch would cost input speed.
+        images, labels = tf.cond(count < self.batch_size, lambda: (tf.gather(images, picks), tf.gather(labels, picks)),
+                                 lambda: (images, labels))
+        return tf.ensure_shape(images, [self.batch_size, *images.shape[1:]]), tf.ensure_shape(labels, [self.batch_size])
+
     def epochs(self, first_epoch: int, end_epoch: int) -> tf.data.Dataset:
         """Batches of epochs first_epoch … end_epoch - 1, each shuffled by its own seed, back to back."""
-        buffer = min(self.size, SHUFFLE_BUFFER_IMAGES)
-        base_seed = tf.constant(self.seed, tf.int64) * 1_000_003  # distinct seeds for distinct (seed, epoch)
-
-        def one_epoch(epoch):
-            shuffled = self.examples.shuffle(buffer, seed=base_seed + epoch, reshuffle_each_iteration=False)
-            # Batched per epoch: a short last batch stays in its epoch (or is left out).
-            return shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder)
-
-        stream = tf.data.Dataset.range(first_epoch, end_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+        stream = self.one_epoch(first_epoch).take(0)  # empty when there is no epoch left
+        for epoch in range(first_epoch, end_epoch):
+            stream = stream.concatenate(self.one_epoch(epoch))
+        stream = stream.prefetch(tf.data.AUTOTUNE)
         return stream.with_options(self.options) if self.options else stream
 
 
 def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int, batch_size: int,
-                    seed: int, cache: str = "none", drop_remainder: bool = False) -> ShuffledEpochs:
+                    seed: int, cache: str = "none", fill_last_batch: bool = False) -> ShuffledEpochs:
     """The training split as ShuffledEpochs, decoded and cached like make_dataset's."""
     # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
     frame = frame.sample(frac=1.0, random_state=seed)
     examples = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache)
-    return ShuffledEpochs(examples, len(frame), batch_size, seed, drop_remainder=drop_remainder)
+    return ShuffledEpochs(examples, len(frame), batch_size, seed, fill_last_batch=fill_last_batch)

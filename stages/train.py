@@ -72,7 +72,7 @@ def main() -> None:
     datasets = {
         "train": shard_by_data(training_epochs(train_frame, images_dir, labels, image_size_px=config.image_size,
                                                batch_size=global_batch, seed=seed, cache=caches[args.train],
-                                               drop_remainder=config.jit_compile)),
+                                               fill_last_batch=config.jit_compile)),
         # With XLA every batch has one shape, else each phase compiles a second program for the last batch.
         "val": shard_by_data(make_dataset(val_frame, images_dir, labels, image_size_px=config.image_size,
                                           batch_size=global_batch, shuffle=False, seed=seed, cache=caches[args.val],

@@ -40,15 +40,28 @@ def test_padded_validation_has_full_batches_and_the_same_metrics(synthetic_root)
     assert masked == pytest.approx(exact, rel=1e-5), f"padding changes no metric ({masked} vs {exact})"
 
 
-def test_training_epochs_drop_the_short_batch_or_refuse_a_split_below_one_batch(synthetic_root):
+def test_training_epochs_fill_the_short_batch_from_its_own_images(synthetic_root):
     frame, labels = frame_of(synthetic_root, 10)
     stream = training_epochs(frame, synthetic_root, labels, image_size_px=SIZE_PX, batch_size=4, seed=0,
-                             drop_remainder=True)
-    sizes = [len(images) for images, _ in stream.epochs(0, 2).as_numpy_iterator()]
-    assert stream.steps_per_epoch == 2 and sizes == [4, 4, 4, 4], "two full batches an epoch, the 2 left over dropped"
-    with pytest.raises(ValueError, match="fewer than one batch of 16.*lower train.batch_size"):
-        training_epochs(frame, synthetic_root, labels, image_size_px=SIZE_PX, batch_size=16, seed=0,
-                        drop_remainder=True)
+                             fill_last_batch=True)
+    batches = list(stream.epochs(0, 2).as_numpy_iterator())
+    assert stream.steps_per_epoch == 3 and [len(images) for images, _ in batches] == [4] * 6, "3 full batches an epoch"
+    last_images, last_labels = batches[2]
+    assert np.array_equal(last_images[2:], last_images[:2]) and np.array_equal(last_labels[2:], last_labels[:2]), \
+        "the 2 images left over fill their batch by repeating"
+    first_epoch = np.concatenate([images for images, _ in batches[:3]])[:10]
+    assert len({image.tobytes() for image in first_epoch}) == 10, "every image of the split is in each epoch"
+    plain = training_epochs(frame, synthetic_root, labels, image_size_px=SIZE_PX, batch_size=4, seed=0)
+    assert [len(images) for images, _ in plain.epochs(0, 1).as_numpy_iterator()] == [4, 4, 2], "unfilled by default"
+
+
+def test_base_seed_zero_trains(synthetic_root):
+    import tensorflow as tf
+
+    tf.random.set_seed(0)  # what configure_determinism does for base.seed = 0
+    frame, labels = frame_of(synthetic_root, 10)
+    stream = training_epochs(frame, synthetic_root, labels, image_size_px=SIZE_PX, batch_size=4, seed=0)
+    assert len(list(stream.epochs(1, 3).as_numpy_iterator())) == 6, "epochs 1 and 2 of 3 batches each"
 
 
 def test_accuracy_counts_each_weighted_image_once():
