@@ -351,6 +351,7 @@ class TrainConfig(Section):
     KEY = "train"
     image_size: int = param(integer(32, 1024))  # px, square input
     batch_size: int = param(integer(1, 4096))  # per replica
+    val_batch_size: int = param(integer(1, 4096))  # per replica; no gradients kept, so larger batches fit
     epochs: int = param(integer(1, 10_000))  # phase 1: new head on the frozen base
     learning_rate: float = param(number(0, 1, low_open=True))  # Adamax, phase 1
     weights: str = param(weights_source())
@@ -369,7 +370,8 @@ class TrainConfig(Section):
     jit_compile: bool = param(boolean())  # XLA; facerec.training reports (and refuses) a step it cannot compile
     steps_per_execution: int = param(integer(1, 10_000))  # train steps per call from Python; an epoch's count is cut to a divisor
     deterministic: bool = param(boolean())
-    cache: str = param(choice("disk", "memory", "none"))
+    cache: str = param(choice("auto", "disk", "memory", "none"))  # auto: memory if it fits with room, else disk
+    backup_every_epochs: int = param(integer(1, 10_000))  # a killed run redoes at most this - 1 epochs
     model: ModelConfig = param(section(ModelConfig))
 
     def check_together(self) -> None:

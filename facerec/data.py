@@ -16,6 +16,7 @@ from facerec.runtime import worker_label
 
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
 SHUFFLE_BUFFER_IMAGES = 2048
+MEMORY_CACHE_SHARE = 0.5  # cache: auto picks memory when the decoded images need at most this share of free RAM
 
 
 def label_ids(identities: pd.Series, labels: list[str]) -> np.ndarray:
@@ -116,8 +117,21 @@ def padded_to_full_batches(examples: tf.data.Dataset, size: int, batch_size: int
     return real.concatenate(blank.repeat(padding))
 
 
+def decoded_gb(images: int, image_size_px: int) -> float:
+    """GB the decoded uint8 RGB squares of `images` images take in a cache."""
+    return images * image_size_px**2 * 3 / 1e9
+
+
+def resolve_cache(setting: str, images: int, image_size_px: int, available_gb: float) -> str:
+    """train.cache as it will run: auto becomes memory when the decoded set fits with room to spare, else disk."""
+    if setting != "auto":
+        return setting
+    # Half the RAM free at start leaves room for the model, the shuffle buffer, prefetching and other jobs.
+    return "memory" if decoded_gb(images, image_size_px) <= MEMORY_CACHE_SHARE * available_gb else "disk"
+
+
 def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int, images_from: str = "") -> str:
-    """Where tf.data caches decoded images; a disk cache is keyed by the split's content and size.
+    """Where tf.data caches decoded images (`setting` resolved); a disk cache is keyed by the split's content and size.
 
     `images_from` tells apart images behind the same paths (aligned crops of each faces setting).
     """

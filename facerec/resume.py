@@ -100,10 +100,18 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     after they reset it, and save it after they have updated it for the epoch.
     """
 
-    def __init__(self, backup_dir, stateful_callbacks=()):
+    def __init__(self, backup_dir, stateful_callbacks, *, every_epochs: int, first_epoch: int):
         super().__init__(str(backup_dir))
         self.stateful_callbacks = list(stateful_callbacks)
+        self.every_epochs, self.first_epoch = every_epochs, first_epoch
         self.restored_exactly: bool | None = None  # None: nothing to resume
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras' integer save_freq counts batches and saves mid-epoch, which its restore cannot
+        # resume (it keeps only the epoch); every N epochs of the phase is what bounds redone work.
+        self._current_epoch, self._last_batch_seen = epoch + 1, 0
+        if (epoch + 1 - self.first_epoch) % self.every_epochs == 0:
+            self._save_model()
 
     def _save_model(self):
         backup = Path(self.backup_dir)

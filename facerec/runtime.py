@@ -85,6 +85,15 @@ class _KerasCompatibleMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrat
         return super().reduce(reduce_op, value, axis)
 
 
+def device_names() -> list[str]:
+    """What this process trains on: each visible GPU with its model name, else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return [f"CPU ({os.cpu_count()} logical cores)"]
+    return [f"{gpu.name.removeprefix('/physical_device:')} "
+            f"{tf.config.experimental.get_device_details(gpu).get('device_name', 'unknown model')}" for gpu in gpus]
+
+
 def is_chief() -> bool:
     """True on the one process that writes outputs: the chief task, else worker 0, else alone."""
     cluster, task = _task()

@@ -185,12 +185,13 @@ def open_backup(backup_dir: Path, run_id: dict) -> bool:
 
 
 def _fit(model, train_data, val_data, *, first_epoch, last_epoch, schedule_callbacks, callbacks, backup,
-         class_weight):
+         every_epochs, class_weight):
     """One fit() with its own backup; return (epochs completed on the axis, last logs)."""
     # The backup follows the plateau/early-stop callbacks (it saves their state after they update
     # it, and restores it after they reset it) and precedes DVCLive (an epoch is backed up before
     # it is logged).
-    backup_callbacks = [ResumableBackup(backup, schedule_callbacks)] if backup else []
+    backup_callbacks = [ResumableBackup(backup, schedule_callbacks, every_epochs=every_epochs,
+                                        first_epoch=first_epoch)] if backup else []
     steps = {}
     if isinstance(train_data, ShuffledEpochs):
         # Epoch k's order is fixed by k, so a resumed fit reads the very batches the killed one would have.
@@ -226,7 +227,8 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
         outcome.phase1_epochs, outcome.final_metrics = _fit(
             model, train_data, val_data, first_epoch=0, last_epoch=config.epochs,
             schedule_callbacks=phase_callbacks(config), callbacks=list(extra_callbacks),
-            backup=backup_dir / "phase1" if backup_dir else None, class_weight=class_weight)
+            backup=backup_dir / "phase1" if backup_dir else None, every_epochs=config.backup_every_epochs,
+            class_weight=class_weight)
         if backup_dir and config.fine_tune_epochs > 0:
             model.save_weights(backup_dir / PHASE1_WEIGHTS)
             # Written last: its presence means the weights are whole.
@@ -244,6 +246,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
             model, train_data, val_data, first_epoch=outcome.phase1_epochs,
             last_epoch=outcome.phase1_epochs + config.fine_tune_epochs,
             schedule_callbacks=phase_callbacks(config), callbacks=list(extra_callbacks),
-            backup=backup_dir / "phase2" if backup_dir else None, class_weight=class_weight)
+            backup=backup_dir / "phase2" if backup_dir else None, every_epochs=config.backup_every_epochs,
+            class_weight=class_weight)
         outcome.final_metrics = metrics or outcome.final_metrics
     return outcome

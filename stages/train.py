@@ -11,11 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from dvclive import Live
 
 from facerec.atomic import replace_dir
 from facerec.config import as_plain_dict, load_config
-from facerec.data import cache_target, label_ids, make_dataset, training_epochs
+from facerec.data import cache_target, decoded_gb, label_ids, make_dataset, resolve_cache, training_epochs
 from facerec.face_data import image_root
 from facerec.manifests import load_split
 from facerec.model import build_model, resolve_weights
@@ -23,6 +24,7 @@ from facerec.model_files import save_model, weights_sha256
 from facerec.runtime import (
     configure_determinism,
     configure_mixed_precision,
+    device_names,
     distribution_strategy,
     is_chief,
     shard_by_data,
@@ -63,11 +65,16 @@ def main() -> None:
     configure_determinism(seed, config.deterministic)
     dtype_policy = configure_mixed_precision(config.mixed_precision)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
+    val_global_batch = config.val_batch_size * strategy.num_replicas_in_sync
     chief = is_chief()
 
     train_frame, val_frame = load_split(args.train), load_split(args.val)
     labels = sorted(train_frame["identity"].unique())
-    caches = {csv: cache_target(config.cache, args.cache_dir, csv, config.image_size, images_from)
+    cached_images, free_gb = len(train_frame) + len(val_frame), psutil.virtual_memory().available / 1e9
+    cache = resolve_cache(config.cache, cached_images, config.image_size, free_gb)
+    log.info("Decoded-image cache: %s (train.cache: %s; %d images take %.2f GB decoded, %.1f GB RAM free)",
+             cache, config.cache, cached_images, decoded_gb(cached_images, config.image_size), free_gb)
+    caches = {csv: cache_target(cache, args.cache_dir, csv, config.image_size, images_from)
               for csv in (args.train, args.val)}
     datasets = {
         "train": shard_by_data(training_epochs(train_frame, images_dir, labels, image_size_px=config.image_size,
@@ -75,7 +82,7 @@ def main() -> None:
                                                fill_last_batch=config.jit_compile)),
         # With XLA every batch has one shape, else each phase compiles a second program for the last batch.
         "val": shard_by_data(make_dataset(val_frame, images_dir, labels, image_size_px=config.image_size,
-                                          batch_size=global_batch, shuffle=False, seed=seed, cache=caches[args.val],
+                                          batch_size=val_global_batch, shuffle=False, seed=seed, cache=caches[args.val],
                                           pad_last_batch=config.jit_compile)),
     }
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
@@ -115,6 +122,14 @@ def main() -> None:
             "phase1_epochs": outcome.phase1_epochs, "final_epoch_metrics": outcome.final_metrics,
             "train_seconds_this_attempt": round(seconds, 1), "weights_sha256": digest,
             "global_batch_size": global_batch, "replicas": strategy.num_replicas_in_sync,
+            # What the run really did, where params and hardware could differ from what was asked.
+            "effective": {"jit_compile": bool(model.jit_compile), "batch_size_per_replica": config.batch_size,
+                          "global_batch_size": global_batch, "val_global_batch_size": val_global_batch,
+                          "learning_rate": config.learning_rate,
+                          "fine_tune_learning_rate": config.fine_tune_learning_rate, "cache": cache,
+                          "backup_every_epochs": config.backup_every_epochs, "dtype_policy": dtype_policy,
+                          "steps_per_execution": int(model.steps_per_execution),
+                          "replicas": strategy.num_replicas_in_sync, "devices": device_names()},
             "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(), "params": as_plain_dict(config),
             # predict detects and aligns faces in photos exactly as the training images were
             "faces": as_plain_dict(params.faces)}

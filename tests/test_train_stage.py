@@ -29,6 +29,15 @@ def test_two_deterministic_runs_give_identical_weights_and_full_outputs(tmp_path
     assert labels == sorted(labels) and len(labels) == card["labels"] == 4, "labels.json lists every identity"
     assert {"tensorflow", "keras", "dvc"} <= set(card["versions"]) and len(card["manifest_sha256"]) == 64
     assert card["params"]["epochs"] == 2 and card["epochs_run"] == 2, "the card records params and epochs"
+    effective = card["effective"]
+    assert effective["cache"] == "none" and effective["backup_every_epochs"] == 1, "the settings the run used"
+    assert (effective["batch_size_per_replica"], effective["global_batch_size"], effective["val_global_batch_size"]) \
+        == (6, 6, 8), "per-replica and global batches, validation's too, on the one CPU replica"
+    assert effective["jit_compile"] is False and effective["learning_rate"] == card["params"]["learning_rate"], \
+        "XLA as the compiled model ran it, and the learning rate after any scaling"
+    assert effective["devices"] and effective["devices"][0].startswith("CPU"), "the devices trained on, by name"
+    assert effective["steps_per_execution"] >= 1 and effective["dtype_policy"] == "float32", \
+        "steps per execution as compiled (after any cut to a divisor of the epoch) and the dtype policy"
     for metric in ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy", "train/learning_rate"):
         assert read_steps(project, metric) == [0, 1], f"DVCLive logs {metric} every epoch"
     model = keras.models.load_model(project / "models/model.keras", safe_mode=True)

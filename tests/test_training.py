@@ -97,6 +97,26 @@ def test_interrupted_phase2_resumes_at_its_next_epoch(tmp_path):
     assert not (backup / "phase2").exists(), "a finished fit deletes its backup"
 
 
+def test_backups_every_n_epochs_redo_at_most_n_minus_1_epochs(tmp_path):
+    schedule = tiny_config(train={"epochs": 4, "fine_tune_epochs": 0, "backup_every_epochs": 2}).train
+    backup, live_dir = tmp_path / "backup", tmp_path / "dvclive"
+    open_backup(backup, {"run": 1})
+    live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False)
+    with pytest.raises(KeyboardInterrupt):  # epochs 0-2 done, only the first two backed up
+        fit_phases(stand_in_model(), data(), data(), schedule, [EpochAlignedLive(live=live), _Interrupt(3)],
+                   backup_dir=backup)
+    saved = json.loads((backup / "phase1/training_metadata.json").read_text(encoding="utf-8"))
+    assert saved["epoch"] == 2, "epoch 2 (the third) is not a multiple of 2 epochs: no backup after it"
+    ran: list[int] = []
+    resumed_live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=True)
+    epochs_run = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: ran.append(epoch))
+    fit_phases(stand_in_model(), data(), data(), schedule, [EpochAlignedLive(live=resumed_live), epochs_run],
+               backup_dir=backup)
+    resumed_live.end()
+    assert ran == [2, 3], "the resumed run redoes the one epoch after the last backup (N - 1 = 1) and goes on"
+    assert logged(live_dir, "train/loss")["step"].tolist() == [0, 1, 2, 3], "the redone epoch's row is replaced"
+
+
 def test_backup_of_another_run_is_discarded(tmp_path):
     open_backup(tmp_path / "backup", {"params": 1})
     (tmp_path / "backup" / "phase1.json").write_text("{}", encoding="utf-8")
