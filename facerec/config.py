@@ -371,6 +371,7 @@ class TrainConfig(Section):
     steps_per_execution: int = param(integer(1, 10_000))  # train steps per call from Python; an epoch's count is cut to a divisor
     deterministic: bool = param(boolean())
     cache: str = param(choice("auto", "disk", "memory", "none"))  # auto: memory if it fits with room, else disk
+    cache_shards: int = param(integer(1, 256))  # disk cache files, read back in parallel
     backup_every_epochs: int = param(integer(1, 10_000))  # a killed run redoes at most this - 1 epochs
     model: ModelConfig = param(section(ModelConfig))
 

@@ -79,11 +79,11 @@ def main() -> None:
     datasets = {
         "train": shard_by_data(training_epochs(train_frame, images_dir, labels, image_size_px=config.image_size,
                                                batch_size=global_batch, seed=seed, cache=caches[args.train],
-                                               fill_last_batch=config.jit_compile)),
+                                               cache_shards=config.cache_shards, fill_last_batch=config.jit_compile)),
         # With XLA every batch has one shape, else each phase compiles a second program for the last batch.
         "val": shard_by_data(make_dataset(val_frame, images_dir, labels, image_size_px=config.image_size,
                                           batch_size=val_global_batch, shuffle=False, seed=seed, cache=caches[args.val],
-                                          pad_last_batch=config.jit_compile)),
+                                          cache_shards=config.cache_shards, pad_last_batch=config.jit_compile)),
     }
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
                     if config.class_weights == "balanced" else None)

@@ -26,7 +26,7 @@ TINY_PARAMS = {
     "split": {"min_images_per_identity": 3},
     "train": {"image_size": 32, "batch_size": 6, "epochs": 2, "fine_tune_epochs": 1, "weights": "none",
               "fine_tune_from": "conv5_block3_1_conv", "early_stopping_patience": 0, "cache": "none",
-              "val_batch_size": 8, "backup_every_epochs": 1,
+              "val_batch_size": 8, "backup_every_epochs": 1, "cache_shards": 2,
               "mixed_precision": "off", "deterministic": True,
               "steps_per_execution": 4},
     "evaluate": {"top_k": 2, "batch_size": 8, "grid_images": 6},
