@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     mirror_argument(parser)
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 4, 16], help="disk shard counts to compare")
-    parser.add_argument("--repeats", type=int, default=3, help="read-back epochs timed per layout")
+    parser.add_argument("--repeats", type=int, default=5, help="read-back epochs timed per layout")
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -47,19 +47,23 @@ def main() -> None:
         frame = train_manifest(raw_dir).sample(frac=1.0, random_state=42)
         labels = sorted(frame["identity"].unique())
         result["train_images"] = len(frame)
+        streams = {}
         for name, (cache, shards) in layouts(args.shards, work).items():
             examples = decoded_examples(frame, raw_dir, labels, image_size_px=args.image_size, cache=cache,
                                         cache_shards=shards)
             batches = examples.batch(32).prefetch(tf.data.AUTOTUNE)
-            filled = images_per_second(batches)
-            read_back = [images_per_second(batches) for _ in range(args.repeats)]
-            stream = ShuffledEpochs(examples, len(frame), batch_size=32, seed=42)  # the training stream, cache filled
-            shuffled = [images_per_second(stream.epochs(epoch, epoch + 1)) for epoch in range(1, args.repeats + 1)]
-            result.setdefault("through_shuffle_buffer", {})[name] = summary(shuffled)
-            result.setdefault("fill_decode", {})[name] = round(filled)
-            result.setdefault("read_back", {})[name] = summary(read_back)
-            log.info("%s: filled at %d img/s, read back at %s img/s (load %s)", name, filled,
-                     [round(value) for value in read_back], load_average())
+            result.setdefault("fill_decode", {})[name] = round(images_per_second(batches))
+            # The training stream on the filled cache: its seeded shuffle buffer refills every epoch.
+            streams[name] = (batches, ShuffledEpochs(examples, len(frame), batch_size=32, seed=42))
+        runs: dict[str, list[float]] = {}
+        for repeat in range(args.repeats):  # interleaved: the shared CPU's speed drifts
+            for name, (batches, stream) in streams.items():
+                runs.setdefault(f"read_back/{name}", []).append(images_per_second(batches))
+                runs.setdefault(f"through_shuffle_buffer/{name}", []).append(
+                    images_per_second(stream.epochs(repeat + 1, repeat + 2)))
+            log.info("repeat %d: %s (load %s)", repeat, {key: round(values[-1]) for key, values in runs.items()},
+                     load_average())
+        result["img_per_s"] = {key: summary(values) for key, values in runs.items()}
     result["load_average_after"] = load_average()
     print(json.dumps(result, indent=1))
 
