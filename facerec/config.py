@@ -350,8 +350,8 @@ class TrainConfig(Section):
 
     KEY = "train"
     image_size: int = param(integer(32, 1024))  # px, square input
-    batch_size: int = param(integer(1, 4096))  # per replica
-    val_batch_size: int = param(integer(1, 4096))  # per replica; no gradients kept, so larger batches fit
+    batch_size: int = param(integer(1, 4096))  # global, split evenly over the replicas
+    val_batch_size: int = param(integer(1, 4096))  # global; no gradients kept, so larger batches fit
     epochs: int = param(integer(1, 10_000))  # phase 1: new head on the frozen base
     learning_rate: float = param(number(0, 1, low_open=True))  # Adamax, phase 1
     weights: str = param(weights_source())

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from facerec.runtime import worker_label
+from facerec.runtime import worker_label, worker_share
 
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
 SHUFFLE_BUFFER_IMAGES = 2048
@@ -153,16 +153,20 @@ def resolve_cache(setting: str, images: int, image_size_px: int, available_gb: f
     return "memory" if decoded_gb(images, image_size_px) <= MEMORY_CACHE_SHARE * available_gb else "disk"
 
 
-def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int, images_from: str = "") -> str:
+def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: int, images_from: str = "",
+                 order_seed: int | None = None) -> str:
     """Where tf.data caches decoded images (`setting` resolved); a disk cache is keyed by the split's content and size.
 
-    `images_from` tells apart images behind the same paths (aligned crops of each faces setting).
+    `images_from` tells apart images behind the same paths (aligned crops of each faces setting);
+    `order_seed` is the seed of the training set's cached order (and so of each worker's share).
     """
     if setting != "disk":
         return setting
-    digest = hashlib.sha256(split_csv.read_bytes() + images_from.encode("utf-8")).hexdigest()[:16]
-    # One cache per task: workers sharing a host must not write the same cache files.
-    worker = f"-{worker_label()}" if os.environ.get("TF_CONFIG") else ""
+    order = "" if order_seed is None else f"seed {order_seed}"
+    digest = hashlib.sha256(split_csv.read_bytes() + (images_from + order).encode("utf-8")).hexdigest()[:16]
+    # One cache per task: workers sharing a host must not write the same cache files, and each
+    # caches its own share of the images, which depends on how many workers there are.
+    worker = f"-{worker_label()}-of-{worker_share()[1]}" if os.environ.get("TF_CONFIG") else ""
     return str(cache_dir / f"{split_csv.stem}-{digest}-{image_size_px}px{worker}" / "cache")
 
 
@@ -211,21 +215,30 @@ class ShuffledEpochs:
                                  lambda: (images, labels))
         return tf.ensure_shape(images, [self.batch_size, *images.shape[1:]]), tf.ensure_shape(labels, [self.batch_size])
 
-    def epochs(self, first_epoch: int, end_epoch: int) -> tf.data.Dataset:
-        """Batches of epochs first_epoch … end_epoch - 1, each shuffled by its own seed, back to back."""
+    def epochs(self, first_epoch: int, end_epoch: int, batches_per_epoch: int | None = None) -> tf.data.Dataset:
+        """Batches of epochs first_epoch … end_epoch - 1, each shuffled by its own seed, back to back.
+
+        `batches_per_epoch` (at most size // batch_size) keeps only that many full batches of each epoch.
+        """
         stream = self.one_epoch(first_epoch).take(0)  # empty when there is no epoch left
         for epoch in range(first_epoch, end_epoch):
-            stream = stream.concatenate(self.one_epoch(epoch))
+            batches = self.one_epoch(epoch)
+            stream = stream.concatenate(batches if batches_per_epoch is None else batches.take(batches_per_epoch))
         stream = stream.prefetch(tf.data.AUTOTUNE)
         return stream.with_options(self.options) if self.options else stream
 
 
 def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int, batch_size: int,
                     seed: int, cache: str = "none", cache_shards: int = 1,
-                    fill_last_batch: bool = False) -> ShuffledEpochs:
-    """The training split as ShuffledEpochs, decoded and cached like make_dataset's."""
+                    fill_last_batch: bool = False, share: tuple[int, int] = (0, 1)) -> ShuffledEpochs:
+    """The training split as ShuffledEpochs, decoded and cached like make_dataset's.
+
+    `share` (index, count): only every count-th image of the seeded order from `index` on, one
+    worker's part of the set, so each worker decodes and caches its part alone.
+    """
     # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
-    frame = frame.sample(frac=1.0, random_state=seed)
+    index, count = share
+    frame = frame.sample(frac=1.0, random_state=seed).iloc[index::count]
     examples = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache,
                                 cache_shards=cache_shards)
     return ShuffledEpochs(examples, len(frame), batch_size, seed, fill_last_batch=fill_last_batch)

@@ -9,6 +9,8 @@ import os
 import keras
 import tensorflow as tf
 
+from facerec.errors import ParamsError
+
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +104,24 @@ def is_chief() -> bool:
     if "chief" in cluster:
         return task.get("type") == "chief"
     return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+
+
+def worker_share() -> tuple[int, int]:
+    """(this task's input pipeline, how many there are): (0, 1) alone; tf.distribute's numbering otherwise."""
+    cluster, task = _task()
+    if not cluster:
+        return 0, 1
+    chiefs = len(cluster.get("chief", []))
+    position = 0 if task.get("type") == "chief" else chiefs + int(task.get("index", 0))
+    return position, chiefs + len(cluster.get("worker", []))
+
+
+def split_batch(global_batch: int, replicas: int, key: str) -> int:
+    """The per-replica share of a global batch; a batch the replicas cannot share evenly is refused."""
+    if global_batch % replicas:
+        raise ParamsError(f"params.yaml: {key} = {global_batch} is the global batch and cannot be split evenly "
+                          f"over the {replicas} replicas found; use a multiple of {replicas}")
+    return global_batch // replicas
 
 
 def worker_label() -> str:

@@ -24,6 +24,7 @@ from facerec.resume import (
     random_state,
     set_random_state,
 )
+from facerec.worker_input import WorkerEpochs
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def _fit(model, train_data, val_data, *, first_epoch, last_epoch, schedule_callb
     backup_callbacks = [ResumableBackup(backup, schedule_callbacks, every_epochs=every_epochs,
                                         first_epoch=first_epoch)] if backup else []
     steps = {}
-    if isinstance(train_data, ShuffledEpochs):
+    if isinstance(train_data, ShuffledEpochs | WorkerEpochs):
         # Epoch k's order is fixed by k, so a resumed fit reads the very batches the killed one would have.
         start = max(first_epoch, backed_up_epoch(backup)) if backup else first_epoch
         steps = {"steps_per_epoch": train_data.steps_per_epoch}
@@ -214,7 +215,7 @@ def fit_phases(model, train_data, val_data, config: TrainConfig, extra_callbacks
     backup_dir = Path(backup_dir) if backup_dir else None
     done_file = backup_dir / PHASE1_DONE if backup_dir else None
     outcome = TrainingOutcome()
-    steps_per_epoch = train_data.steps_per_epoch if isinstance(train_data, ShuffledEpochs) else None
+    steps_per_epoch = train_data.steps_per_epoch if isinstance(train_data, ShuffledEpochs | WorkerEpochs) else None
     if done_file and done_file.is_file():
         # Phase 1 finished before the interruption: its weights and axis position are on disk.
         model.load_weights(backup_dir / PHASE1_WEIGHTS)

@@ -16,7 +16,7 @@ from dvclive import Live
 
 from facerec.atomic import replace_dir
 from facerec.config import as_plain_dict, load_config
-from facerec.data import cache_target, decoded_gb, label_ids, make_dataset, resolve_cache, training_epochs
+from facerec.data import cache_target, decoded_gb, label_ids, make_dataset, resolve_cache
 from facerec.face_data import image_root
 from facerec.manifests import load_split
 from facerec.model import build_model, resolve_weights
@@ -28,11 +28,13 @@ from facerec.runtime import (
     distribution_strategy,
     is_chief,
     shard_by_data,
+    split_batch,
     worker_label,
 )
 from facerec.resume import code_digests, library_versions
 from facerec.stage_runner import run_stage
 from facerec.training import EpochAlignedLive, balanced_class_weights, fit_phases, open_backup
+from facerec.worker_input import training_input
 
 log = logging.getLogger("facerec.train")
 
@@ -64,8 +66,11 @@ def main() -> None:
     strategy = distribution_strategy()  # first: the multi-worker runtime must start before other TF work
     configure_determinism(seed, config.deterministic)
     dtype_policy = configure_mixed_precision(config.mixed_precision)
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
-    val_global_batch = config.val_batch_size * strategy.num_replicas_in_sync
+    # Both batch sizes are global, so the recipe (learning rate per batch, patience in epochs) is the same
+    # on one device or many; a size the replicas cannot share evenly stops here, before any output.
+    replicas = strategy.num_replicas_in_sync
+    per_replica = split_batch(config.batch_size, replicas, "train.batch_size")
+    split_batch(config.val_batch_size, replicas, "train.val_batch_size")
     chief = is_chief()
 
     train_frame, val_frame = load_split(args.train), load_split(args.val)
@@ -74,22 +79,19 @@ def main() -> None:
     cache = resolve_cache(config.cache, cached_images, config.image_size, free_gb)
     log.info("Decoded-image cache: %s (train.cache: %s; %d images take %.2f GB decoded, %.1f GB RAM free)",
              cache, config.cache, cached_images, decoded_gb(cached_images, config.image_size), free_gb)
-    caches = {csv: cache_target(cache, args.cache_dir, csv, config.image_size, images_from)
-              for csv in (args.train, args.val)}
-    datasets = {
-        "train": shard_by_data(training_epochs(train_frame, images_dir, labels, image_size_px=config.image_size,
-                                               batch_size=global_batch, seed=seed, cache=caches[args.train],
-                                               cache_shards=config.cache_shards, fill_last_batch=config.jit_compile)),
-        # With XLA every batch has one shape, else each phase compiles a second program for the last batch.
-        "val": shard_by_data(make_dataset(val_frame, images_dir, labels, image_size_px=config.image_size,
-                                          batch_size=val_global_batch, shuffle=False, seed=seed, cache=caches[args.val],
-                                          cache_shards=config.cache_shards, pad_last_batch=config.jit_compile)),
-    }
     class_weight = (balanced_class_weights(label_ids(train_frame["identity"], labels), len(labels))
                     if config.class_weights == "balanced" else None)
-    log.info("Training on %d images of %d identities, validating on %d; global batch %d on %d replica(s), "
-             "dtype policy %s", len(train_frame), len(labels), len(val_frame), global_batch,
-             strategy.num_replicas_in_sync, dtype_policy)
+    train_data, class_weight = training_input(
+        train_frame, images_dir, labels, config, seed=seed, strategy=strategy, class_weight=class_weight,
+        cache=cache_target(cache, args.cache_dir, args.train, config.image_size, images_from, order_seed=seed))
+    # With XLA every batch has one shape, else each phase compiles a second program for the last batch.
+    val_data = shard_by_data(make_dataset(
+        val_frame, images_dir, labels, image_size_px=config.image_size, batch_size=config.val_batch_size,
+        shuffle=False, seed=seed, cache=cache_target(cache, args.cache_dir, args.val, config.image_size, images_from),
+        cache_shards=config.cache_shards, pad_last_batch=config.jit_compile))
+    log.info("Training on %d images of %d identities, validating on %d; global batch %d (%d per replica) on %d "
+             "replica(s) at learning rate %g, as on one device; dtype policy %s", len(train_frame), len(labels),
+             len(val_frame), config.batch_size, per_replica, replicas, config.learning_rate, dtype_policy)
 
     # Non-chief workers train in lockstep but keep their copies of the outputs out of the project.
     scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"facerec-{worker_label()}-"))
@@ -98,7 +100,7 @@ def main() -> None:
     # The faces settings decide what the images look like even when the kept images (and so the
     # split CSVs) stay the same: a backup trained on other crops must not be resumed.
     run_id = {"train": as_plain_dict(config), "images_from": images_from, "seed": seed,
-              "replicas": strategy.num_replicas_in_sync,
+              "replicas": replicas,
               "splits": [hashlib.sha256(path.read_bytes()).hexdigest() for path in (args.train, args.val)],
               "code": code_digests(), "libraries": library_versions()}
     resuming = open_backup(backup_dir, run_id)
@@ -112,7 +114,7 @@ def main() -> None:
     started = time.monotonic()
     with strategy.scope():
         model = build_model(config, len(labels), seed)
-        outcome = fit_phases(model, datasets["train"], datasets["val"], config, [EpochAlignedLive(live=live)],
+        outcome = fit_phases(model, train_data, val_data, config, [EpochAlignedLive(live=live)],
                              backup_dir=backup_dir, class_weight=class_weight)
     live.end()
     seconds = time.monotonic() - started
@@ -121,15 +123,15 @@ def main() -> None:
     card = {"labels": len(labels), "train_images": len(train_frame), "epochs_run": outcome.epochs_completed,
             "phase1_epochs": outcome.phase1_epochs, "final_epoch_metrics": outcome.final_metrics,
             "train_seconds_this_attempt": round(seconds, 1), "weights_sha256": digest,
-            "global_batch_size": global_batch, "replicas": strategy.num_replicas_in_sync,
+            "global_batch_size": config.batch_size, "replicas": replicas,
             # What the run really did, where params and hardware could differ from what was asked.
-            "effective": {"jit_compile": bool(model.jit_compile), "batch_size_per_replica": config.batch_size,
-                          "global_batch_size": global_batch, "val_global_batch_size": val_global_batch,
+            "effective": {"jit_compile": bool(model.jit_compile), "batch_size_per_replica": per_replica,
+                          "global_batch_size": config.batch_size, "val_global_batch_size": config.val_batch_size,
                           "learning_rate": config.learning_rate,
                           "fine_tune_learning_rate": config.fine_tune_learning_rate, "cache": cache,
                           "backup_every_epochs": config.backup_every_epochs, "dtype_policy": dtype_policy,
                           "steps_per_execution": int(model.steps_per_execution),
-                          "replicas": strategy.num_replicas_in_sync, "devices": device_names()},
+                          "replicas": replicas, "devices": device_names()},
             "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(), "params": as_plain_dict(config),
             # predict detects and aligns faces in photos exactly as the training images were
             "faces": as_plain_dict(params.faces)}

@@ -44,6 +44,10 @@ def test_two_workers_train_in_lockstep_and_only_the_chief_writes(tmp_path, synth
     assert digests[0] == digests[1], "all-reduced updates leave both workers with identical weights"
     card = json.loads((project / "models/model_card.json").read_text(encoding="utf-8"))
     assert card["weights_sha256"] == digests[0] and card["replicas"] == 2, "the chief saved the shared model"
-    assert card["global_batch_size"] == 2 * 6, "global batch = batch_size × replicas"
+    assert (card["global_batch_size"], card["effective"]["batch_size_per_replica"]) == (6, 3), \
+        "train.batch_size is the global batch on any hardware, split over the replicas"
+    assert all("decodes and caches 18 of 36 training images; 6 steps per epoch" in text for text in texts), \
+        "each worker decodes only its half of the training set, and both take the same steps"
+    assert all("learning rate 0.001, as on one device" in text for text in texts), "the log says the recipe holds"
     assert not list(tmp_path.glob("facerec-worker1-*")), "the non-chief's scratch outputs are cleaned up"
     assert not list((project / ".cache").glob("train-backup*")), "finished runs leave no backups"
