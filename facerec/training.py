@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from dvclive.keras import DVCLiveCallback
 
 from facerec.atomic import atomic_path, write_json
@@ -62,6 +63,12 @@ def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig,
     if steps_per_execution < config.steps_per_execution:
         log.info("train.steps_per_execution = %d runs as %d: the largest divisor of the epoch's %d steps",
                  config.steps_per_execution, steps_per_execution, steps_per_epoch)
+    if steps_per_execution > 1 and isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras 3.15's multi-step loop fails on a multi-worker iterator: "You must feed a value for
+        # placeholder tensor 'while/cond/Placeholder'" (seen with two local workers).
+        log.warning("train.steps_per_execution = %d runs as 1 with several workers: Keras 3.15's multi-step loop "
+                    "cannot read multi-worker input", config.steps_per_execution)
+        steps_per_execution = 1
     model.compile(optimizer=optimizer,
                   loss=_SmoothedSparseLoss(smoothing) if smoothing else "sparse_categorical_crossentropy",
                   weighted_metrics=[CountedAccuracy()], jit_compile=config.jit_compile,
