@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,12 +21,15 @@ import tensorflow as tf
 
 from benchmarks.common import load_average, summary
 from facerec.config import TrainConfig, load_config
+from facerec.data import ShuffledEpochs
 from facerec.model import build_model
+from facerec.resume import ResumableBackup
 from facerec.runtime import configure_mixed_precision
 from facerec.training import compile_model, unfreeze_top
 
 log = logging.getLogger("benchmarks.train_step")
 CLASSES = 10
+PINS_TRAIN_IMAGES, PINS_VAL_IMAGES = 12_264, 2_633  # the split stage's train and val sets of the Pins mirror
 
 
 def random_batches(batch_size: int, image_size_px: int) -> tf.data.Dataset:
@@ -103,7 +108,73 @@ def measure_host_overhead(args: argparse.Namespace) -> dict:
     return {"steps": steps, **figures}
 
 
-MEASUREMENTS = {"phases": measure_phases, "xla": measure_xla, "host_overhead": measure_host_overhead}
+def seconds_of(action, repeats: int) -> dict:
+    """Run `action` `repeats` times; the summary of its seconds."""
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        runs.append(time.perf_counter() - started)
+    return summary(runs)
+
+
+def measure_fixed_costs(args: argparse.Namespace) -> dict:
+    """Per-epoch time of a Pins-sized epoch: training steps, validation, backups, and what the input can feed.
+
+    Training and validation run on random batches (no input cost); a backup is ResumableBackup's
+    save of the phase's model and optimizer; the input is ShuffledEpochs over a filled memory
+    cache of random images (the disk cache's rates are benchmarks/cache_readback.py's). Shares are
+    of the epoch's training time; the input overlaps training (prefetch) and only costs time when
+    its share is above 1.
+    """
+    config = bench_config(args)
+    keras.backend.clear_session()
+    model = build_model(config, CLASSES, seed=0)
+    compile_model(model, config.learning_rate, config, steps_per_epoch=args.steps)
+    train_rate = args.steps * config.batch_size / timed_fit(model, random_batches(config.batch_size, config.image_size),
+                                                            args.steps)
+    val_rates = {}
+    for batch_size in sorted({config.batch_size, config.val_batch_size}):
+        batches = random_batches(batch_size, config.image_size)
+        model.evaluate(batches.take(1), verbose=0)  # trace this batch shape
+        timing = seconds_of(lambda: model.evaluate(batches.take(args.val_steps), verbose=0), args.repeats)  # noqa: B023
+        val_rates[batch_size] = args.val_steps * batch_size / timing["median"]
+    backups = {}
+    with tempfile.TemporaryDirectory(prefix="facerec-bench-backup-") as folder:
+        for phase in ("phase1_frozen", "phase2_fine_tune"):
+            if phase == "phase2_fine_tune":  # more trainable weights: Adamax's moments for them too
+                unfreeze_top(model, config.fine_tune_from)
+                compile_model(model, config.fine_tune_learning_rate, config, steps_per_epoch=1)
+                model.fit(random_batches(config.batch_size, config.image_size), steps_per_epoch=1, epochs=1, verbose=0)
+            backup = ResumableBackup(Path(folder) / phase, [], every_epochs=1, first_epoch=0)
+            backup.set_model(model)
+            timing = seconds_of(backup._save_model, args.repeats)  # noqa: SLF001 - the save itself, as on_epoch_end runs it
+            megabytes = sum(path.stat().st_size for path in (Path(folder) / phase).iterdir()) / 1e6
+            backups[phase] = {"seconds": timing, "mb": round(megabytes)}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.input_images, config.image_size, config.image_size, 3), dtype=np.uint8)
+    examples = tf.data.Dataset.from_tensor_slices((images, np.arange(args.input_images) % CLASSES)).cache()
+    stream = ShuffledEpochs(examples, args.input_images, config.batch_size, seed=0)
+    for _ in stream.epochs(0, 1):  # fill the cache
+        pass
+    input_timing = seconds_of(lambda: [None for _ in stream.epochs(1, 2)], args.repeats)
+    input_rate = args.input_images / input_timing["median"]
+    train_s = PINS_TRAIN_IMAGES / train_rate
+    backup_s = backups["phase1_frozen"]["seconds"]["median"]
+    epoch = {"train_s": round(train_s, 2),
+             **{f"validation_at_batch_{size}_s": round(PINS_VAL_IMAGES / rate, 2) for size, rate in val_rates.items()},
+             "backup_every_epoch_s": round(backup_s, 2),
+             f"backup_every_{config.backup_every_epochs}_epochs_s": round(backup_s / config.backup_every_epochs, 2),
+             "input_memory_cache_s": round(PINS_TRAIN_IMAGES / input_rate, 2)}
+    shares = {key.removesuffix("_s"): round(value / train_s, 3) for key, value in epoch.items() if key != "train_s"}
+    return {"train_img_per_s": round(train_rate, 1), "val_img_per_s": {str(k): round(v, 1) for k, v in val_rates.items()},
+            "backup": backups, "input_memory_cache_img_per_s": round(input_rate),
+            "pins_epoch": {"train_images": PINS_TRAIN_IMAGES, "val_images": PINS_VAL_IMAGES, **epoch},
+            "share_of_training_time": shares}
+
+
+MEASUREMENTS = {"phases": measure_phases, "xla": measure_xla, "host_overhead": measure_host_overhead,
+                "fixed_costs": measure_fixed_costs}
 
 
 def main() -> None:
@@ -113,6 +184,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per phase and repeat")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--overhead-steps", type=int, default=2048, help="trivial-model steps per repeat")
+    parser.add_argument("--val-steps", type=int, default=4, help="timed validation batches per repeat (fixed_costs)")
+    parser.add_argument("--input-images", type=int, default=2048, help="random images in the input's memory cache")
     parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="run only these measurements")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
