@@ -166,7 +166,7 @@ def measure_fixed_costs(args: argparse.Namespace) -> dict:
              "backup_every_epoch_s": round(backup_s, 2),
              f"backup_every_{config.backup_every_epochs}_epochs_s": round(backup_s / config.backup_every_epochs, 2),
              "input_memory_cache_s": round(PINS_TRAIN_IMAGES / input_rate, 2)}
-    shares = {key.removesuffix("_s"): round(value / train_s, 3) for key, value in epoch.items() if key != "train_s"}
+    shares = {key.removesuffix("_s"): float(f"{value / train_s:.2g}") for key, value in epoch.items() if key != "train_s"}
     return {"train_img_per_s": round(train_rate, 1), "val_img_per_s": {str(k): round(v, 1) for k, v in val_rates.items()},
             "backup": backups, "input_memory_cache_img_per_s": round(input_rate),
             "pins_epoch": {"train_images": PINS_TRAIN_IMAGES, "val_images": PINS_VAL_IMAGES, **epoch},

@@ -70,15 +70,17 @@ def test_killed_run_resumes_in_phase2_with_a_continuous_dvclive_axis(tmp_path, s
 @pytest.mark.slow
 def test_a_resumed_run_is_the_same_run_as_an_uninterrupted_one(tmp_path, synthetic_root):
     # The learning rate halves after one flat epoch and early stopping watches: their memory must survive too.
-    settings = {"epochs": 3, "fine_tune_epochs": 1, "deterministic": True, "lr_patience": 1,
-                "early_stopping_patience": 2}
+    # Backups every 2 epochs: the kill after epoch 2 finished loses it, so the resumed run redoes it.
+    settings = {"epochs": 4, "fine_tune_epochs": 1, "deterministic": True, "lr_patience": 1,
+                "early_stopping_patience": 2, "backup_every_epochs": 2}
     whole, resumed = (make_project(tmp_path / name, synthetic_root, **settings) for name in ("whole", "resumed"))
     uninterrupted = start_training(whole, synthetic_root, tmp_path / "whole.log")  # alongside: 2 cores
-    killed_at = kill_after_step(resumed, synthetic_root, tmp_path / "killed.log", 1)
-    assert killed_at < 2, "killed inside phase 1 (epochs 0-2), after at least one backed-up epoch"
+    killed_at = kill_after_step(resumed, synthetic_root, tmp_path / "killed.log", 2)
+    assert killed_at == 2, "killed inside phase 1 (epochs 0-3) after epoch 2, which no backup holds"
     log = run_training(resumed, synthetic_root, timeout_s=900)
     assert uninterrupted.wait(timeout=900) == 0, (tmp_path / "whole.log").read_text(errors="replace")[-3000:]
     assert "random-generator and callback state" in log, "the resumed run restored what Keras' backup leaves out"
+    assert epochs_run(log)[0] == 2, "it resumes at the last backup (epoch 2) and redoes the one epoch after it"
 
     for metric in ("train/loss", "train/accuracy", "eval/accuracy", "train/learning_rate"):
         assert curve(resumed, metric) == pytest.approx(curve(whole, metric), rel=1e-6, abs=1e-7), \
