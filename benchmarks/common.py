@@ -22,12 +22,15 @@ def mirror_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def extract_mirror(mirror: Path, work_dir: Path) -> Path:
-    """Extract the mirror into work_dir as the download stage does; return the folder of identity folders."""
+    """Extract the mirror safely into work_dir (within params.yaml's caps); return the folder of identity folders."""
+    from facerec.archive import extract_archive
     from facerec.config import load_config
-    from facerec.sources import stage_archive
+    from facerec.layout import find_dataset_root
+    from facerec.sources import extraction_limits
 
-    staged = stage_archive(mirror, work_dir, str(mirror), "local", load_config(REPO_ROOT / "params.yaml").download)
-    return staged.root
+    limits = extraction_limits(load_config(REPO_ROOT / "params.yaml").download, mirror)
+    extract_archive(mirror, work_dir / "extracted", limits)
+    return find_dataset_root(work_dir / "extracted").root
 
 
 def train_manifest(raw_dir: Path, seed: int = 42, train_fraction: float = 0.7) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -67,6 +68,8 @@ class _Entry:
     name: str
     kind: str  # "file", "dir", or a refusal reason
     open_data: Callable[[], AbstractContextManager[IO[bytes]]] | None = None
+    size: int = 0  # bytes of data as the archive declares them (zip never yields more: it checks)
+    member: str = ""  # the name the archive library opens the entry by
 
 
 def _safe_parts(name: str) -> tuple[list[str], str | None]:
@@ -110,7 +113,7 @@ def _zip_entries(archive: zipfile.ZipFile) -> Iterator[_Entry]:
             kind = "encrypted"  # we have no password; reading would raise mid-extraction
         else:
             kind = "dir" if info.is_dir() else "file"
-        yield _Entry(_zip_name(info), kind, lambda info=info: archive.open(info))
+        yield _Entry(_zip_name(info), kind, lambda info=info: archive.open(info), info.file_size, info.filename)
 
 
 def _tar_entries(archive: tarfile.TarFile) -> Iterator[_Entry]:
@@ -192,13 +195,17 @@ def _extract_entries(entries: Iterator[_Entry], target_dir: Path, limits: Extrac
         with entry.open_data() as source, sink:
             budget_left -= _copy_capped(source, sink, budget_left)
         if budget_left < 0:
-            raise PipelineInputError(
-                f"Extraction stopped at archive member {entry.name!r}: the archive expands to more "
-                f"than {limits.budget() / 1e6:,.0f} MB ({limits.explain()}). If the archive is "
-                "genuine, raise that param in params.yaml; a small archive that expands this much "
-                "is usually a zip bomb."
-            )
+            raise _over_budget(entry.name, limits)
     return refused
+
+
+def _over_budget(name: str, limits: ExtractionLimits) -> PipelineInputError:
+    return PipelineInputError(
+        f"Extraction stopped at archive member {name!r}: the archive expands to more "
+        f"than {limits.budget() / 1e6:,.0f} MB ({limits.explain()}). If the archive is "
+        "genuine, raise that param in params.yaml; a small archive that expands this much "
+        "is usually a zip bomb."
+    )
 
 
 def _log_refused(archive_path: Path, refused: list[RefusedEntry]) -> None:
@@ -210,6 +217,73 @@ def _log_refused(archive_path: Path, refused: list[RefusedEntry]) -> None:
     examples = ", ".join(repr(entry.name) for entry in refused[:5])
     log.warning("Refused %d unsafe entries in %s (%s), e.g. %s",
                 len(refused), archive_path, counts, examples)
+
+
+@dataclass(frozen=True)
+class ZipListing:
+    """The safe files of a zip archive, to be read in place, and the entries refused."""
+
+    files: dict[str, tuple[str, int]]  # POSIX path → (member name to open, declared bytes)
+    folders: set[str]  # every folder, named or implied by a file's path
+    refused: list[RefusedEntry]
+
+
+def _parent_folders(path: str) -> Iterator[str]:
+    """'a/b/c.jpg' → 'a', 'a/b'."""
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        yield "/".join(parts[:depth])
+
+
+def list_zip(archive_path: Path, limits: ExtractionLimits) -> ZipListing:
+    """Classify a zip's entries as extraction would, without writing any: files, folders, refusals.
+
+    The byte budget is checked against the sizes the archive declares, which bound what reading
+    a member can return (zipfile stops there and checks the CRC).
+    """
+    archive_path = Path(archive_path)
+    files: dict[str, tuple[str, int]] = {}
+    folders: set[str] = set()
+    refused: list[RefusedEntry] = []
+    budget_left = limits.budget()
+    with _readable_zip(archive_path) as archive:
+        for entry in _zip_entries(archive):
+            parts, reason = _safe_parts(entry.name)
+            reason = reason or (entry.kind if entry.kind not in ("file", "dir") else None)
+            if reason:
+                refused.append(RefusedEntry(printable_name(entry.name), reason))
+                continue
+            if not parts:
+                continue
+            path = "/".join(parts)
+            if entry.kind == "dir":
+                folders.add(path)
+                continue
+            folders.update(_parent_folders(path))
+            budget_left += files.get(path, ("", 0))[1]  # a repeated name replaces the earlier member
+            files[path] = (entry.member, entry.size)
+            budget_left -= entry.size
+            if budget_left < 0:
+                raise _over_budget(entry.name, limits)
+    clash = sorted(folders & set(files))
+    if clash:
+        raise _name_clash(clash[0])
+    _log_refused(archive_path, refused)
+    return ZipListing(files, folders, refused)
+
+
+@contextlib.contextmanager
+def _readable_zip(archive_path: Path) -> Iterator[zipfile.ZipFile]:
+    """Open a zip, turning a damaged index or a false UTF-8 flag into one clear input error."""
+    if not archive_path.is_file():
+        raise PipelineInputError(f"Archive not found: {archive_path}")
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            yield archive
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise _corrupt(archive_path, str(error)) from error
+    except UnicodeDecodeError as error:
+        raise _false_utf8(archive_path, error) from error
 
 
 # Leading bytes of the formats we read: a file that starts like one but is not readable as it
@@ -227,6 +301,16 @@ def _looks_like_supported_archive(archive_path: Path) -> bool:
 def _corrupt(archive_path: Path, detail: str) -> PipelineInputError:
     return PipelineInputError(
         f"Archive {archive_path} is truncated or corrupt ({detail}); download it again."
+    )
+
+
+def _false_utf8(archive_path: Path, error: UnicodeDecodeError) -> PipelineInputError:
+    # zipfile decodes every name when opening; a name flagged UTF-8 that is not stops it there.
+    member = error.object.decode("utf-8", "backslashreplace")
+    return PipelineInputError(
+        f"Archive {archive_path}: member '{member}' is marked as a UTF-8 name but is not valid "
+        "UTF-8; re-pack the archive with UTF-8 names, or extract it with a tool of your choice "
+        "and point download.source at the folder (such names are then skipped and reported)."
     )
 
 
@@ -255,12 +339,27 @@ def extract_archive(archive_path: Path, target_dir: Path, limits: ExtractionLimi
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
         raise _corrupt(archive_path, str(error)) from error
     except UnicodeDecodeError as error:
-        # zipfile decodes every name when opening; a name flagged UTF-8 that is not stops it there.
-        member = error.object.decode("utf-8", "backslashreplace")
-        raise PipelineInputError(
-            f"Archive {archive_path}: member '{member}' is marked as a UTF-8 name but is not valid "
-            "UTF-8; re-pack the archive with UTF-8 names, or extract it with a tool of your choice "
-            "and point download.source at the folder (such names are then skipped and reported)."
-        ) from error
+        raise _false_utf8(archive_path, error) from error
     _log_refused(archive_path, refused)
     return refused
+
+
+# Zips opened by this process, by (process id, path): a forked worker must open its own (a shared
+# file offset would mix reads), and opening once per chunk of work would re-read the index each time.
+_OPEN_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+@dataclass(frozen=True)
+class ZipMemberReader:
+    """Reads a zip member's bytes by name; picklable, so process-pool workers can read in place."""
+
+    archive_path: str
+
+    def __call__(self, member: str) -> bytes:
+        key = (os.getpid(), self.archive_path)
+        if key not in _OPEN_ZIPS:
+            _OPEN_ZIPS[key] = zipfile.ZipFile(self.archive_path)
+        try:
+            return _OPEN_ZIPS[key].read(member)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            raise _corrupt(Path(self.archive_path), f"member {member!r}: {error}") from error

@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from facerec.image_store import FolderImages, open_images
 from facerec.runtime import worker_label, worker_share
 
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
 SHUFFLE_BUFFER_IMAGES = 2048
 MEMORY_CACHE_SHARE = 0.5  # cache: auto picks memory when the decoded images need at most this share of free RAM
+# Images read from the packed dataset per Python call.
+PACKED_READ_BATCH = 64
 
 
 def label_ids(identities: pd.Series, labels: list[str]) -> np.ndarray:
@@ -29,13 +32,11 @@ def label_ids(identities: pd.Series, labels: list[str]) -> np.ndarray:
 
 
 def decode_and_resize(path: tf.Tensor, image_size_px: int) -> tf.Tensor:
-    """Read any JPEG/PNG/GIF/BMP as 3-channel RGB and resize to a uint8 square.
+    """Read any JPEG/PNG/GIF/BMP file as 3-channel RGB and resize to a uint8 square.
 
     uint8 keeps cached images at a quarter of float32's size; the model casts and preprocesses.
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return resize_square(image, image_size_px)
+    return decode_encoded(tf.io.read_file(path), image_size_px)
 
 
 def resize_square(image: tf.Tensor, image_size_px: int) -> tf.Tensor:
@@ -50,20 +51,50 @@ def resize_square(image: tf.Tensor, image_size_px: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def decoded_examples(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int,
+def decode_encoded(encoded: tf.Tensor, image_size_px: int) -> tf.Tensor:
+    """decode_and_resize for bytes already read."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return resize_square(image, image_size_px)
+
+
+def image_sources(relatives: list[str], images_at: Path) -> tuple[tf.data.Dataset, object]:
+    """Per image, what locates it (a file name, or an (offset, size) range of the packed dataset), and the store."""
+    images = open_images(images_at)
+    if isinstance(images, FolderImages):
+        return tf.data.Dataset.from_tensor_slices(images.file_paths(relatives)), images
+    ranges = np.array([images.byte_range(relative) for relative in relatives], dtype=np.int64).reshape(-1, 2)
+    return tf.data.Dataset.from_tensor_slices(ranges), images
+
+
+def decode_sources(pairs: tf.data.Dataset, images, image_size_px: int) -> tf.data.Dataset:
+    """(source, label) pairs → (image, label), read and decoded in parallel, in order."""
+    if isinstance(images, FolderImages):
+        return pairs.map(lambda path, target: (decode_and_resize(path, image_size_px), target),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Whole batches of byte ranges per Python call: one call per image would cost more than the read.
+    encoded = pairs.batch(PACKED_READ_BATCH).map(
+        lambda ranges, targets: (tf.numpy_function(images.read_ranges, [ranges[:, 0], ranges[:, 1]], tf.string,
+                                                   stateful=False), targets),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    return encoded.map(lambda data, target: (decode_encoded(data, image_size_px), target),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def decoded_examples(frame: pd.DataFrame, images_at: Path, labels: list[str], *, image_size_px: int,
                      cache: str = "none", cache_shards: int = 1) -> tf.data.Dataset:
     """Unbatched (image, label id) pairs in the frame's order, decoded in parallel and cached as asked.
 
-    A disk cache is split into `cache_shards` files, read back in parallel: one file has one
-    sequential reader (~10k images/s), the ceiling of the whole input pipeline.
+    `images_at` is the packed dataset or a folder of images, both keyed by the frame's paths. A disk
+    cache is split into `cache_shards` files, read back in parallel: one file has one sequential
+    reader (~10k images/s), the ceiling of the whole input pipeline.
     """
-    paths = [str(Path(raw_dir) / relative) for relative in frame["path"]]
-    targets = label_ids(frame["identity"], labels)
-    pairs = tf.data.Dataset.from_tensor_slices((paths, targets))
+    sources, images = image_sources(list(frame["path"]), images_at)
+    targets = tf.data.Dataset.from_tensor_slices(label_ids(frame["identity"], labels))
+    pairs = tf.data.Dataset.zip(sources, targets)
 
     def decoded(part: tf.data.Dataset) -> tf.data.Dataset:
-        return part.map(lambda path, target: (decode_and_resize(path, image_size_px), target),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return decode_sources(part, images, image_size_px)
 
     if cache == "none":
         return decoded(pairs)
@@ -97,7 +128,7 @@ def _prepare_disk_cache(cache: Path, cache_shards: int) -> str:
 
 def make_dataset(
     frame: pd.DataFrame,
-    raw_dir: Path,
+    images_at: Path,
     labels: list[str],
     *,
     image_size_px: int,
@@ -116,7 +147,7 @@ def make_dataset(
     if shuffle:
         # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
         frame = frame.sample(frac=1.0, random_state=seed)
-    dataset = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache,
+    dataset = decoded_examples(frame, images_at, labels, image_size_px=image_size_px, cache=cache,
                                cache_shards=cache_shards)
     if shuffle:
         dataset = dataset.shuffle(min(len(frame), SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=True)
@@ -157,8 +188,8 @@ def cache_target(setting: str, cache_dir: Path, split_csv: Path, image_size_px: 
                  order_seed: int | None = None) -> str:
     """Where tf.data caches decoded images (`setting` resolved); a disk cache is keyed by the split's content and size.
 
-    `images_from` tells apart images behind the same paths (aligned crops of each faces setting);
-    `order_seed` is the seed of the training set's cached order (and so of each worker's share).
+    `images_from` tells apart images behind the same paths: the manifest (every image's sha256) and the
+    faces settings; `order_seed` is the seed of the training set's cached order (and so of each worker's share).
     """
     if setting != "disk":
         return setting
@@ -228,7 +259,7 @@ class ShuffledEpochs:
         return stream.with_options(self.options) if self.options else stream
 
 
-def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, image_size_px: int, batch_size: int,
+def training_epochs(frame: pd.DataFrame, images_at: Path, labels: list[str], *, image_size_px: int, batch_size: int,
                     seed: int, cache: str = "none", cache_shards: int = 1,
                     fill_last_batch: bool = False, share: tuple[int, int] = (0, 1)) -> ShuffledEpochs:
     """The training split as ShuffledEpochs, decoded and cached like make_dataset's.
@@ -239,6 +270,6 @@ def training_epochs(frame: pd.DataFrame, raw_dir: Path, labels: list[str], *, im
     # Cache in a seeded mixed order, so the bounded shuffle buffer after the cache still mixes identities.
     index, count = share
     frame = frame.sample(frac=1.0, random_state=seed).iloc[index::count]
-    examples = decoded_examples(frame, raw_dir, labels, image_size_px=image_size_px, cache=cache,
+    examples = decoded_examples(frame, images_at, labels, image_size_px=image_size_px, cache=cache,
                                 cache_shards=cache_shards)
     return ShuffledEpochs(examples, len(frame), batch_size, seed, fill_last_batch=fill_last_batch)

@@ -28,9 +28,9 @@ def embed_files(classifier: Classifier, files: list[Path], batch_size: int = 32)
     return decoded, embed_images(classifier, np.stack(images), batch_size), errors
 
 
-def embed_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int) -> np.ndarray:
+def embed_frame(classifier: Classifier, frame: pd.DataFrame, images_at: Path, batch_size: int) -> np.ndarray:
     """Unit-length embeddings of every row of a split manifest, in its order."""
-    return l2_normalise(predict_frame_with_features(classifier, frame, raw_dir, batch_size)[2])
+    return l2_normalise(predict_frame_with_features(classifier, frame, images_at, batch_size)[2])
 
 
 def embed_faces(classifier: Classifier, finder, files: list[Path], batch_size: int = 32):

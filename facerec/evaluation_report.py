@@ -51,16 +51,16 @@ def open_set_report(frames: dict, outputs: dict, config: EvaluateConfig, model_p
 
 
 def write_figures(test_frame: pd.DataFrame, true_ids: np.ndarray, probabilities: np.ndarray, labels: list[str],
-                  metrics: dict, raw_dir: Path, plots_dir: Path, config: EvaluateConfig, seed: int) -> None:
+                  metrics: dict, images_at: Path, plots_dir: Path, config: EvaluateConfig, seed: int) -> None:
     """Confusion heatmap and the two image grids, each title naming what it was measured on."""
     rows = prediction_rows(test_frame, true_ids, probabilities, labels)
     on_what = f"{metrics['n_test']} test images of {metrics['n_test_identities']} identities"
     plot_confusion(true_ids, probabilities.argmax(axis=1), labels, plots_dir / "confusion.png")
     wrong = misclassified(rows, config.grid_images)
-    image_grid(wrong, raw_dir, plots_dir / "misclassified.png",
+    image_grid(wrong, images_at, plots_dir / "misclassified.png",
                f"Most confident mistakes: {len(wrong)} shown of {int((rows['true'] != rows['predicted']).sum())} "
                f"misclassified among {on_what}")
     sample = random_sample(rows, config.grid_images, seed)
-    image_grid(sample, raw_dir, plots_dir / "predictions.png",
+    image_grid(sample, images_at, plots_dir / "predictions.png",
                f"Predictions on {len(sample)} random never-seen test images "
                f"(accuracy {100 * metrics['accuracy']:.1f} % on all {on_what})")

@@ -15,9 +15,9 @@ STATUSES = ("ok", "several_faces", "no_face", "low_confidence")
 KEPT_STATUSES = ("ok", "several_faces")
 
 
-def image_root(detector: str, raw_dir: Path, faces_dir: Path) -> Path:
-    """The folder split, analyze, train and evaluate read: aligned crops when a detector runs."""
-    return Path(faces_dir) if detector != "none" else Path(raw_dir)
+def image_root(detector: str, raw: Path, faces_dir: Path) -> Path:
+    """Where split, analyze, train and evaluate read images: aligned crops when a detector runs, else the raw dataset."""
+    return Path(faces_dir) if detector != "none" else Path(raw)
 
 
 def drop_faceless(manifest: pd.DataFrame, faces: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

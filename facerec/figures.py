@@ -11,16 +11,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from facerec.image_store import FolderImages, PackedImages, open_images
 from facerec.open_set import roc_points
 
 GRID_COLUMNS = 6
 THUMBNAIL_PX = 160  # enough to recognise a face, small enough for a 24-image grid
 
 
-def _thumbnail(path: Path) -> np.ndarray:
+def _thumbnail(images: FolderImages | PackedImages, relative: str) -> np.ndarray:
     """The image as RGB, fitted into a square thumbnail (grey when it can no longer be read)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(images.open(relative)) as image:
             image = image.convert("RGB")
             image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
             return np.asarray(image)
@@ -28,7 +29,7 @@ def _thumbnail(path: Path) -> np.ndarray:
         return np.full((THUMBNAIL_PX, THUMBNAIL_PX, 3), 128, np.uint8)
 
 
-def image_grid(rows: pd.DataFrame, raw_dir: Path, path: Path, title: str) -> None:
+def image_grid(rows: pd.DataFrame, images_at: Path, path: Path, title: str) -> None:
     """Grid of images captioned true / predicted (confidence); green when right, red when wrong.
 
     `rows` needs the columns path, true, predicted and confidence; an empty frame yields a figure
@@ -41,10 +42,11 @@ def image_grid(rows: pd.DataFrame, raw_dir: Path, path: Path, title: str) -> Non
     axes = figure.subplots(grid_rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
+    images = open_images(images_at)
     if rows.empty:
         axes[0, 0].text(0.5, 0.5, "no images to show", ha="center", va="center", fontsize=12)
     for axis, row in zip(axes.flat, rows.itertuples(index=False), strict=False):
-        axis.imshow(_thumbnail(Path(raw_dir) / row.path))
+        axis.imshow(_thumbnail(images, row.path))
         correct = row.true == row.predicted
         caption = f"true: {row.true}\npred: {row.predicted} ({100 * row.confidence:.0f} %)"
         axis.set_title("\n".join(textwrap.shorten(line, 34) for line in caption.split("\n")),

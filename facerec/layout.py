@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,47 +63,79 @@ def identity_from_folder(folder_name: str) -> str:
     return folder_name.removeprefix("pins_")
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """One child in a dataset tree: its POSIX path from the top, and whether it is a real folder."""
+
+    path: str
+    is_folder: bool  # a directory that is not a link; links and special files count as files
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
 def _is_real_folder(path: Path) -> bool:
     """A directory that is not a symlink (links are never followed)."""
     return path.is_dir() and not path.is_symlink()
 
 
-def _is_image(path: Path) -> bool:
-    """True if Pillow recognises the file's header as an image (content, not extension)."""
-    if not path.is_file() or path.is_symlink():
-        return False
+def _is_data_name(name: str) -> bool:
+    """False for OS metadata and hidden entries, which are never identities or images of ours."""
+    return not (is_junk_name(name) or is_hidden_name(name))
+
+
+def locate_root(children: Callable[[str], list[TreeEntry]], is_image: Callable[[str], bool],
+                tree_name: str) -> tuple[str, list[str]]:
+    """Descend as a person would: through levels holding one folder plus only non-image files.
+
+    Works on any tree (a folder on disk, a zip's listing): `children("")` lists the top, and
+    `is_image(path)` tells whether a file's header is an image. Returns the root's path ("" for
+    the top) and what was left beside the wrappers (folders end in "/").
+    """
+    current, ignored = "", []
+    for _ in range(_MAX_WRAPPER_DEPTH):
+        entries = sorted(children(current), key=lambda entry: entry.path)
+        folders = [entry for entry in entries if entry.is_folder and _is_data_name(entry.name)]
+        others = [entry for entry in entries if entry not in folders]
+        # A lone folder is a wrapper only if it has folders itself (otherwise it is the one
+        # identity of a single-class dataset) and nothing beside it is an image of the root.
+        wrapper = (len(folders) == 1
+                   and not any(is_image(other.path) for other in others
+                               if not other.is_folder and _is_data_name(other.name))
+                   and any(child.is_folder and _is_data_name(child.name) for child in children(folders[0].path)))
+        if wrapper:
+            ignored += [other.path + ("/" if other.is_folder else "") for other in others]
+            current = folders[0].path
+            continue
+        if folders:
+            return current, ignored
+        break
+    raise PipelineInputError(f"No identity folders found under {tree_name}; {EXPECTED_LAYOUT}.")
+
+
+def is_image_data(handle) -> bool:
+    """True if Pillow recognises the header as an image (content, not extension)."""
     try:
-        with Image.open(path):
+        with Image.open(handle):
             return True
     except Exception:  # any header Pillow cannot identify, whatever the plugin raises
         return False
 
 
-def _is_data(path: Path) -> bool:
-    """False for OS metadata and hidden entries, which are never identities or images of ours."""
-    return not (is_junk_name(path.name) or is_hidden_name(path.name))
-
-
 def find_dataset_root(tree: Path) -> DatasetRoot:
-    """Descend as a person would: through levels holding one folder plus only non-image files."""
+    """The identity folders' parent in a folder on disk (locate_root over the folder)."""
     tree = Path(tree)
     if not tree.is_dir():  # the path the user gave may be a link; links inside it are not followed
         raise PipelineInputError(f"Dataset folder not found: {tree}; {EXPECTED_LAYOUT}.")
-    current, ignored = tree, []
-    for _ in range(_MAX_WRAPPER_DEPTH):
-        children = sorted(current.iterdir())
-        folders = [child for child in children if _is_real_folder(child) and _is_data(child)]
-        others = [child for child in children if child not in folders]
-        # A lone folder is a wrapper only if it has folders itself (otherwise it is the one
-        # identity of a single-class dataset) and nothing beside it is an image of the root.
-        wrapper = (len(folders) == 1 and not any(_is_image(other) for other in others if _is_data(other))
-                   and any(_is_real_folder(child) and _is_data(child) for child in folders[0].iterdir()))
-        if wrapper:
-            ignored += [other.relative_to(tree).as_posix() + ("/" if _is_real_folder(other) else "")
-                        for other in others]
-            current = folders[0]
-            continue
-        if folders:
-            return DatasetRoot(current, ignored)
-        break
-    raise PipelineInputError(f"No identity folders found under {tree}; {EXPECTED_LAYOUT}.")
+
+    def children(relative: str) -> list[TreeEntry]:
+        folder = tree / relative if relative else tree
+        return [TreeEntry(child.relative_to(tree).as_posix(), _is_real_folder(child)) for child in folder.iterdir()]
+
+    def is_image(relative: str) -> bool:
+        path = tree / relative
+        return path.is_file() and not path.is_symlink() and is_image_data(path)
+
+    root, ignored = locate_root(children, is_image, str(tree))
+    return DatasetRoot(tree / root if root else tree, ignored)

@@ -100,12 +100,12 @@ def header_problem(path: Path) -> str | None:
     return None
 
 
-def predict_frame(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
+def predict_frame(classifier: Classifier, frame: pd.DataFrame, images_at: Path, batch_size: int):
     """(probabilities, logits) for every row of a split manifest, in its order (never shuffled)."""
-    return predict_frame_with_features(classifier, frame, raw_dir, batch_size)[:2]
+    return predict_frame_with_features(classifier, frame, images_at, batch_size)[:2]
 
 
-def predict_frame_with_features(classifier: Classifier, frame: pd.DataFrame, raw_dir: Path, batch_size: int):
+def predict_frame_with_features(classifier: Classifier, frame: pd.DataFrame, images_at: Path, batch_size: int):
     """(probabilities, logits, features) for every row of a split manifest, in its order."""
     labels = classifier.labels
     if frame.empty:
@@ -116,7 +116,7 @@ def predict_frame_with_features(classifier: Classifier, frame: pd.DataFrame, raw
     # dropped below, so every split goes through the one input pipeline training used.
     known = frame["identity"].isin(labels)
     frame = frame.assign(identity=frame["identity"].where(known, labels[0]))
-    dataset = make_dataset(frame, raw_dir, labels, image_size_px=classifier.image_size_px, batch_size=batch_size,
+    dataset = make_dataset(frame, images_at, labels, image_size_px=classifier.image_size_px, batch_size=batch_size,
                            shuffle=False, seed=0)
     return classifier.predict_with_features(dataset.map(lambda images, _: images))
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerec.archive import ExtractionLimits, extract_archive
+from facerec.archive import ExtractionLimits, ZipListing, ZipMemberReader, extract_archive, list_zip
 from facerec.config import DownloadConfig
 from facerec.errors import ParamsError
-from facerec.layout import find_dataset_root, printable_name
+from facerec.layout import TreeEntry, find_dataset_root, is_image_data, layout_status, locate_root, printable_name
 from facerec.synthetic import generate_synthetic_dataset
+from facerec.verify import DatasetFiles, folder_files
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StagedDataset:
-    """A dataset root (one folder per identity) inside the staging folder, and where it came from."""
+    """The files under the dataset root (one folder per identity), where to read them, and their origin."""
 
-    root: Path
+    files: DatasetFiles
     source: str
     version: str  # Kaggle version number, "synthetic-<seed>", or "local"
     # (entry as named in the source, reason) for everything that did not reach the dataset root
@@ -35,7 +36,7 @@ def stage_synthetic(config: DownloadConfig, seed: int, staging_dir: Path) -> Sta
         staging_dir / "synthetic_faces", identities=synthetic.identities,
         images_per_identity=synthetic.images_per_identity, image_size_px=synthetic.image_size_px, seed=seed,
     )
-    return StagedDataset(root=root, source="synthetic", version=f"synthetic-seed{seed}")
+    return StagedDataset(folder_files(root), source="synthetic", version=f"synthetic-seed{seed}")
 
 
 def extraction_limits(config: DownloadConfig, archive_path: Path) -> ExtractionLimits:
@@ -47,36 +48,53 @@ def extraction_limits(config: DownloadConfig, archive_path: Path) -> ExtractionL
 
 def stage_archive(archive_path: Path, staging_dir: Path, source: str, version: str,
                   config: DownloadConfig) -> StagedDataset:
-    """Extract an archive safely (within the download section's caps) and locate the identity folders."""
+    """Locate the identity folders of an archive within the download section's caps: a zip is read
+    in place (nothing extracted), a tar is extracted safely into the staging folder."""
+    limits = extraction_limits(config, archive_path)
+    if zipfile.is_zipfile(archive_path):
+        listing = list_zip(Path(archive_path), limits)
+        files, ignored = _zip_dataset_files(Path(archive_path), listing)
+        skipped = [(entry.name, entry.reason) for entry in listing.refused]
+        skipped += [(printable_name(name), "outside_root") for name in ignored]
+        return StagedDataset(files, source, version, skipped=skipped)
     extracted = staging_dir / "extracted"
-    refused = extract_archive(archive_path, extracted, extraction_limits(config, archive_path))
+    refused = extract_archive(archive_path, extracted, limits)
     found = find_dataset_root(extracted)
     skipped = [(entry.name, entry.reason) for entry in refused]
     skipped += [(printable_name(name), "outside_root") for name in found.ignored]
-    return StagedDataset(found.root, source, version, skipped=skipped)
+    return StagedDataset(folder_files(found.root), source, version, skipped=skipped)
 
 
-def stage_folder(folder: Path, staging_dir: Path) -> StagedDataset:
-    """Copy a local folder mirror, so data/raw never aliases the user's own files."""
+def _zip_dataset_files(archive_path: Path, listing: ZipListing) -> tuple[DatasetFiles, list[str]]:
+    """The files under a zip's dataset root, read in place, and what was left beside its wrappers."""
+    read = ZipMemberReader(str(archive_path))
+    children: dict[str, list[TreeEntry]] = {}
+    for path in listing.folders:
+        children.setdefault(path.rpartition("/")[0], []).append(TreeEntry(path, True))
+    for path in listing.files:
+        children.setdefault(path.rpartition("/")[0], []).append(TreeEntry(path, False))
+    root, ignored = locate_root(lambda path: children.get(path, []),
+                                lambda path: is_image_data(io.BytesIO(read(listing.files[path][0]))),
+                                str(archive_path))
+    prefix = f"{root}/" if root else ""
+    entries = sorted(((path[len(prefix):], member, layout_status(tuple(path[len(prefix):].split("/"))))
+                      for path, (member, _) in listing.files.items() if path.startswith(prefix)),
+                     key=lambda entry: entry[0].encode("utf-8"))
+    return DatasetFiles(entries, read), ignored
+
+
+def stage_folder(folder: Path) -> StagedDataset:
+    """Read a local folder mirror in place; links and non-UTF-8 names are skipped and reported."""
     found = find_dataset_root(folder)
     skipped = [(printable_name(name), "outside_root") for name in found.ignored]
-
-    def skip_unsafe(directory: str, names: list[str]) -> set[str]:
-        """Names not to copy: symlinks and names that are not UTF-8, recorded as skipped."""
-        # A link's target is not what the user handed us; a non-UTF-8 name fits in no CSV.
-        unsafe = {}
-        for name in names:
-            if os.path.islink(os.path.join(directory, name)):
-                unsafe[name] = "symlink"
-            elif printable_name(name) != name:
-                unsafe[name] = "non_utf8_name"
-        skipped.extend((printable_name(Path(directory, name).relative_to(folder).as_posix()), reason)
-                       for name, reason in sorted(unsafe.items()))
-        return set(unsafe)
-
-    copy = staging_dir / "copied"
-    shutil.copytree(found.root, copy, symlinks=True, ignore=skip_unsafe)
-    return StagedDataset(copy, str(folder), "local", skipped=skipped)
+    listed = folder_files(found.root)
+    # A link's target is not what the user handed us; a non-UTF-8 name fits in no CSV.
+    unsafe = [entry for entry in listed.entries if entry[2] in ("symlink", "non_utf8_name")]
+    prefix = found.root.relative_to(folder).as_posix()
+    skipped += [(printable_name(relative if prefix == "." else f"{prefix}/{relative}"), status)
+                for relative, _, status in unsafe]
+    kept = [entry for entry in listed.entries if entry[2] not in ("symlink", "non_utf8_name")]
+    return StagedDataset(DatasetFiles(kept, listed.read), str(folder), "local", skipped=skipped)
 
 
 def stage_kaggle(config: DownloadConfig, staging_dir: Path, cache_dir: Path) -> StagedDataset:
@@ -119,5 +137,5 @@ def stage_source(config: DownloadConfig, seed: int, staging_dir: Path, kaggle_ca
         return stage_kaggle(config, staging_dir, kaggle_cache_dir)
     path = Path(config.source).expanduser()
     if path.is_dir():
-        return stage_folder(path, staging_dir)
+        return stage_folder(path)
     return stage_archive(path, staging_dir, str(path), "local", config)

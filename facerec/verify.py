@@ -6,11 +6,13 @@ import contextlib
 import errno
 import functools
 import hashlib
+import io
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 # extra frames. BMP is decoded only uncompressed at 8, 24 or 32 bits per pixel.
 TF_DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"})
 _TF_BMP_BITS = (8, 24, 32)
+# What a caller derives from each ok image's decoded pixels: extra manifest columns as text.
+Describe = Callable[[Image.Image], dict[str, str]]
 
 
 def _bmp_bits(head: bytes) -> int:
@@ -58,54 +62,63 @@ def _strict_pillow() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None) -> tuple:
-    """Fully decode an open file: (width, height, mode, format, status)."""
+def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None,
+            describe: Describe | None = None) -> tuple[tuple, dict[str, str]]:
+    """Fully decode an open file: ((width, height, mode, format, status), describe(image) if it is ok)."""
     head = handle.read(32)
     handle.seek(0)
     with _strict_pillow():
         try:
             image = Image.open(handle)
         except UnidentifiedImageError:
-            return pd.NA, pd.NA, "", "", "not_an_image"
+            return (pd.NA, pd.NA, "", "", "not_an_image"), {}
         except Image.DecompressionBombError:
-            return pd.NA, pd.NA, "", "", "too_large"
+            return (pd.NA, pd.NA, "", "", "too_large"), {}
         except Exception:  # Pillow plugins raise many types on corrupt headers
-            return pd.NA, pd.NA, "", "", "truncated"
+            return (pd.NA, pd.NA, "", "", "truncated"), {}
         with image:
             width, height = image.size
             header = width, height, image.mode, image.format or ""
             # Decided from the header alone, so a bomb never gets its pixels allocated.
             if max_pixels is not None and width * height > max_pixels:
-                return *header, "too_large"
+                return (*header, "too_large"), {}
             if not _tf_can_decode(image, head):
-                return *header, "unsupported_format"  # training would stop on it mid-epoch
+                return (*header, "unsupported_format"), {}  # training would stop on it mid-epoch
             try:
                 image.load()
             except Exception:  # any decoder failure means the pixels cannot be trusted
-                return *header, "truncated"
-    return *header, "too_small" if min(width, height) < min_side_px else "ok"
+                return (*header, "truncated"), {}
+            status = "too_small" if min(width, height) < min_side_px else "ok"
+            # While the pixels are decoded: whatever else the caller derives from them (fingerprints).
+            return (*header, status), (describe(image) if describe and status == "ok" else {})
 
 
-def _inspect_file(task: tuple[str, str | None], min_side_px: int, max_pixels: int | None) -> tuple:
-    """Hash and decode one file: (bytes, sha256, width, height, mode, format, status)."""
-    path, place_status = task
+def _inspect(task: tuple[str, str | None], read: Callable[[str], bytes], min_side_px: int,
+             max_pixels: int | None, describe: Describe | None, keep_bytes: bool) -> tuple:
+    """Hash and decode one file: ((bytes, sha256, width, height, mode, format, status), extras, data)."""
+    location, place_status = task
     if place_status in ("symlink", "non_utf8_name"):
         # Never opened: a link's target (e.g. /etc/passwd) must leave no size or hash behind.
-        return pd.NA, "", pd.NA, pd.NA, "", "", place_status
+        return (pd.NA, "", pd.NA, pd.NA, "", "", place_status), {}, None
     try:
-        with open(path, "rb", opener=_open_no_follow) as handle:
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-            size_bytes = handle.tell()
-            if place_status in ("junk", "hidden") or size_bytes == 0:
-                return size_bytes, sha256, pd.NA, pd.NA, "", "", place_status or "empty"
-            handle.seek(0)  # decode from the same handle: one open per file, memory bounded
-            decoded = _decode(handle, min_side_px, max_pixels)
-            if decoded[-1] == "ok" and place_status:
-                decoded = (*decoded[:-1], place_status)  # a usable image in the wrong place
-            return size_bytes, sha256, *decoded
-    except OSError as error:  # _decode handles its own errors, so this is the read itself failing
+        data = read(location)
+    except OSError as error:
         status = "symlink" if error.errno == errno.ELOOP else "unreadable"
-        return pd.NA, "", pd.NA, pd.NA, "", "", status
+        return (pd.NA, "", pd.NA, pd.NA, "", "", status), {}, None
+    sha256 = hashlib.sha256(data).hexdigest()
+    kept = data if keep_bytes else None
+    if place_status in ("junk", "hidden") or not data:
+        return (len(data), sha256, pd.NA, pd.NA, "", "", place_status or "empty"), {}, kept
+    decoded, extras = _decode(io.BytesIO(data), min_side_px, max_pixels, describe)
+    if decoded[-1] == "ok" and place_status:
+        decoded, extras = (*decoded[:-1], place_status), {}  # a usable image in the wrong place
+    return (len(data), sha256, *decoded), extras, kept
+
+
+def read_no_follow(path: str) -> bytes:
+    """A file's bytes, failing with ELOOP if the last path part is a symlink."""
+    with open(path, "rb", opener=_open_no_follow) as handle:
+        return handle.read()
 
 
 def _open_no_follow(path: str, flags: int) -> int:
@@ -128,8 +141,16 @@ def _place_status(relative: str, absolute: str) -> str | None:
     return layout_status(tuple(relative.split("/")))
 
 
-def _list_files(root: Path) -> list[tuple[str, str, str | None]]:
-    """(relative POSIX path, absolute path, place status) for every file and link under root, by path."""
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Every file under a dataset root, sorted by path, and how to read one (picklable, for workers)."""
+
+    entries: list[tuple[str, str, str | None]]  # (relative POSIX path, location for `read`, place status)
+    read: Callable[[str], bytes]
+
+
+def folder_files(root: Path) -> DatasetFiles:
+    """Every file and link under a folder, read from disk without following links."""
     files = []
     for dir_path, folder_names, file_names in os.walk(root):  # never descends into linked folders
         relative_dir = Path(dir_path).relative_to(root)
@@ -138,37 +159,58 @@ def _list_files(root: Path) -> list[tuple[str, str, str | None]]:
             relative = (relative_dir / name).as_posix()
             absolute = os.path.join(dir_path, name)
             files.append((relative, absolute, _place_status(relative, absolute)))
-    return sorted(files, key=lambda file: os.fsencode(file[0]))
+    return DatasetFiles(sorted(files, key=lambda file: os.fsencode(file[0])), read_no_follow)
+
+
+# Files handed to the workers at once: bounds the encoded bytes in flight when they come back for packing.
+WINDOW_FILES = 4096
+
+
+def inspect_files(
+    files: DatasetFiles, *, min_side_px: int, max_image_pixels: int | None = None, workers: int | None = None,
+    describe: Describe | None = None, extra_columns: tuple[str, ...] = (),
+    on_bytes: Callable[[str, bytes], None] | None = None,
+) -> pd.DataFrame:
+    """One row per file, in the files' order: hash, decoded size, mode, format, status, extra columns.
+
+    Each file is read and decoded once, on all cores; `describe(image)` adds the `extra_columns` of
+    ok images from the decoded pixels, and `on_bytes(path, data)` receives every file read, in order.
+    """
+    inspect = functools.partial(_inspect, read=files.read, min_side_px=min_side_px,
+                                max_pixels=_pixel_limit(max_image_pixels), describe=describe,
+                                keep_bytes=on_bytes is not None)
+    tasks = [(location, place_status) for _, location, place_status in files.entries]
+    workers = workers or os.cpu_count() or 1
+    progress = tqdm(total=len(tasks), desc="verify images", unit="file", file=sys.stderr)
+    rows = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(progress)
+        pool = stack.enter_context(process_pool(workers)) if workers > 1 and len(tasks) > 1 else None
+        for start in range(0, len(tasks), WINDOW_FILES):
+            window = tasks[start:start + WINDOW_FILES]
+            # Large chunks amortise inter-process pickling; ~8 chunks per worker keeps them balanced.
+            chunksize = max(1, min(512, len(window) // (workers * 8)))
+            results = pool.map(inspect, window, chunksize=chunksize) if pool else map(inspect, window)
+            for (relative, _, _), (result, extras, data) in zip(files.entries[start:], results):
+                if data is not None:
+                    on_bytes(relative, data)
+                parts = printable_name(relative).split("/")
+                identity = identity_from_folder(parts[0]) if len(parts) > 1 else ""
+                rows.append((printable_name(relative), identity, *result,
+                             *(extras.get(column, "") for column in extra_columns)))
+                progress.update()
+    dtypes = {**MANIFEST_DTYPES, **dict.fromkeys(extra_columns, "str")}
+    manifest = pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
+    _warn_fixable(manifest)
+    return manifest
 
 
 def build_manifest(
     root: Path, *, min_side_px: int, max_image_pixels: int | None = None, workers: int | None = None
 ) -> pd.DataFrame:
-    """One row per file under root, sorted by path: hash, decoded size, mode, format, status."""
-    files = _list_files(Path(root))
-    inspect = functools.partial(
-        _inspect_file, min_side_px=min_side_px, max_pixels=_pixel_limit(max_image_pixels)
-    )
-    tasks = [(absolute, place_status) for _, absolute, place_status in files]
-    workers = workers or os.cpu_count() or 1
-    progress = functools.partial(
-        tqdm, total=len(tasks), desc="verify images", unit="file", file=sys.stderr
-    )
-    if workers == 1 or len(tasks) < 2:
-        results = list(progress(map(inspect, tasks)))
-    else:
-        # Large chunks amortise inter-process pickling; ~8 chunks per worker keeps them balanced.
-        chunksize = max(1, min(512, len(tasks) // (workers * 8)))
-        with process_pool(workers) as pool:
-            results = list(progress(pool.map(inspect, tasks, chunksize=chunksize)))
-    rows = []
-    for (relative, _, _), result in zip(files, results, strict=True):
-        parts = printable_name(relative).split("/")
-        identity = identity_from_folder(parts[0]) if len(parts) > 1 else ""
-        rows.append((printable_name(relative), identity, *result))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(MANIFEST_DTYPES)
-    _warn_fixable(manifest)
-    return manifest
+    """One row per file under the folder root, sorted by path: hash, decoded size, mode, format, status."""
+    return inspect_files(folder_files(Path(root)), min_side_px=min_side_px, max_image_pixels=max_image_pixels,
+                         workers=workers)
 
 
 # Statuses of usable pictures left out only by where they lie or how they are encoded.
@@ -200,16 +242,21 @@ def summarize_manifest(manifest: pd.DataFrame) -> dict:
     }
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """Open an image upright (EXIF orientation) as RGB; transparency is composited onto white."""
+def open_rgb(path: Path | BinaryIO) -> Image.Image:
+    """Open an image (a path or a file object) upright (EXIF orientation) as RGB; transparency onto white."""
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode.startswith("I;16"):
-            # Pillow clips 16-bit values to 255 when converting; scale to 8 bits instead.
-            image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
-        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-            # White, not black: transparent areas are background, and "drop alpha" would expose
-            # whatever colour the encoder left under them.
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-        return image.convert("RGB")
+        return upright_rgb(image)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded image upright (EXIF orientation) as RGB; transparency is composited onto white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
+        # Pillow clips 16-bit values to 255 when converting; scale to 8 bits instead.
+        image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        # White, not black: transparent areas are background, and "drop alpha" would expose
+        # whatever colour the encoder left under them.
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return image.convert("RGB")

@@ -22,7 +22,7 @@ log = logging.getLogger("facerec.analyze")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--splits-dir", type=Path, required=True)
     parser.add_argument("--split-report", type=Path, required=True)
@@ -33,7 +33,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    images_dir = image_root(load_config().faces.detector, args.raw_dir, args.faces_dir)
+    images_dir = image_root(load_config().faces.detector, args.raw, args.faces_dir)
     splits = {path.stem: load_split(path) for path in sorted(args.splits_dir.glob("*.csv"))}
     manifest = read_manifest(args.manifest)
     report = json.loads(args.split_report.read_text(encoding="utf-8"))

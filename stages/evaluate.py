@@ -26,7 +26,7 @@ log = logging.getLogger("facerec.evaluate")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--test", type=Path, required=True, help="test split CSV (its order is kept)")
     parser.add_argument("--val", type=Path, required=True, help="val split CSV: picks the unknown-face threshold")
@@ -50,7 +50,7 @@ def main() -> None:
     args = parse_args()
     params = load_config()
     config, seed = params.evaluate, params.base.seed
-    images_dir = image_root(params.faces.detector, args.raw_dir, args.faces_dir)
+    images_dir = image_root(params.faces.detector, args.raw, args.faces_dir)
     classifier = load_classifier(args.model_dir / "model.keras")
     labels = classifier.labels
     frames = {"test": load_split(args.test), "val": load_split(args.val)}

@@ -42,7 +42,7 @@ log = logging.getLogger("facerec.export")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--test", type=Path, required=True, help="test split CSV: the images every format is checked on")
     parser.add_argument("--export-dir", type=Path, required=True)
@@ -50,11 +50,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def decoded_test_split(classifier, frame, raw_dir: Path) -> np.ndarray:
+def decoded_test_split(classifier, frame, images_at: Path) -> np.ndarray:
     """The test split decoded and resized exactly as evaluate reads it, as one uint8 array."""
     if frame.empty:
         raise PipelineInputError("the test split is empty, so the exported models cannot be checked")
-    dataset = make_dataset(frame, raw_dir, classifier.labels, image_size_px=classifier.image_size_px, batch_size=64,
+    dataset = make_dataset(frame, images_at, classifier.labels, image_size_px=classifier.image_size_px, batch_size=64,
                            shuffle=False, seed=0)
     return np.concatenate([images.numpy() for images, _ in dataset])
 
@@ -82,7 +82,7 @@ def main() -> None:
     classifier = load_classifier(model_path)
     frame = load_split(args.test)
     # The images the model was trained and evaluated on: aligned crops when the detector is on.
-    images = decoded_test_split(classifier, frame, image_root(params.faces.detector, args.raw_dir, args.faces_dir))
+    images = decoded_test_split(classifier, frame, image_root(params.faces.detector, args.raw, args.faces_dir))
     true_ids = label_ids(frame["identity"], classifier.labels)
     reference, _ = classifier.predict(images, batch_size=config.throughput_batch_size)
     network = inference_network(classifier.model)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from facerec.atomic import atomic_dir, write_csv, write_json
 from facerec.config import FacesConfig, load_config
 from facerec.face_data import STATUSES
+from facerec.image_store import open_images
 from facerec.manifests import BOX_COLUMNS, FACES_COLUMNS, LANDMARK_COLUMNS, read_manifest
 from facerec.stage_runner import run_stage
 from facerec.verify import open_rgb
@@ -25,7 +26,7 @@ log = logging.getLogger("facerec.faces")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True,
                         help="aligned crops at the raw images' relative paths (empty with detector none)")
     parser.add_argument("--faces", type=Path, required=True, help="CSV: one row per image, its face and status")
@@ -55,18 +56,22 @@ def save_crop(crop: np.ndarray, path: Path) -> None:
     Image.fromarray(crop).save(path, format=image_format, quality=95)
 
 
-def detect_and_align(images: pd.DataFrame, raw_dir: Path, out_dir: Path, config: FacesConfig) -> pd.DataFrame:
-    """Detect faces in batches, write the kept face of each image aligned, return the faces.csv rows."""
+def detect_and_align(images: pd.DataFrame, raw_at: Path, out_dir: Path, config: FacesConfig) -> pd.DataFrame:
+    """Detect faces in batches, write the kept face of each image aligned, return the faces.csv rows.
+
+    `raw_at` is the packed dataset or a folder, both keyed by the images' paths.
+    """
     from facerec.faces import Alignment, FaceDetector, align_face, choose_face
 
     detector = FaceDetector(min_face_size_px=config.min_face_size_px, batch_size=config.batch_size,
                             max_side_px=config.max_side_px, border_fraction=config.border_fraction)
     alignment = Alignment(config.crop_size_px, config.margin_fraction)
+    raw = open_images(raw_at)
     rows = []
     with tqdm(total=len(images), unit="image", desc="faces") as progress:
         for start in range(0, len(images), config.batch_size):
             batch = images.iloc[start:start + config.batch_size]
-            pixels = [np.asarray(open_rgb(raw_dir / path)) for path in batch["path"]]
+            pixels = [np.asarray(open_rgb(raw.open(path))) for path in batch["path"]]
             for (path, identity), photo, faces in zip(batch[["path", "identity"]].itertuples(index=False),
                                                       pixels, detector.detect(pixels)):
                 status, face = choose_face(faces, config.min_confidence)
@@ -94,7 +99,7 @@ def main() -> None:
     started = time.monotonic()
     with atomic_dir(args.faces_dir) as staging:
         if config.detects:
-            faces = detect_and_align(images, args.raw_dir, staging, config)
+            faces = detect_and_align(images, args.raw, staging, config)
         else:
             # Nothing to do: later stages read data/raw directly (docs/faces.md), so no image is copied.
             faces = pd.DataFrame(columns=FACES_COLUMNS)
@@ -108,7 +113,7 @@ def main() -> None:
                  metrics["several_faces"], metrics["low_confidence"], metrics["images_per_second"], args.faces_dir)
     else:
         log.info("faces.detector is none: later stages read the %d images in %s as they are", len(images),
-                 args.raw_dir)
+                 args.raw)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ log = logging.getLogger("facerec.split")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--faces", type=Path, required=True, help="the faces stage's CSV: which images kept a face")
     parser.add_argument("--splits-dir", type=Path, required=True, help="gets train/val/test(/unknown).csv")
@@ -48,7 +48,7 @@ def main() -> None:
         # Images whose face was not kept leave the dataset here, with their face status as the reason.
         manifest, faceless = drop_faceless(manifest, read_faces(args.faces))
         log.info("Faces stage kept no face for %d images: %s", sum(faceless.values()), faceless)
-    result = split_manifest(manifest, image_root(detector, args.raw_dir, args.faces_dir), params.split,
+    result = split_manifest(manifest, image_root(detector, args.raw, args.faces_dir), params.split,
                             params.base.seed, stored_fingerprints(manifest, params.faces.detects))
     result.report["images_without_face"] = faceless
     # One folder swap: a crash never leaves a mix of old and new splits, and an old unknown.csv

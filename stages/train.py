@@ -41,7 +41,7 @@ log = logging.getLogger("facerec.train")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw-dir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
     parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--train", type=Path, required=True, help="train split CSV")
     parser.add_argument("--val", type=Path, required=True, help="val split CSV")
@@ -59,8 +59,11 @@ def main() -> None:
     args = parse_args()
     params = load_config()
     config, seed = params.train, params.base.seed
-    images_dir = image_root(params.faces.detector, args.raw_dir, args.faces_dir)
-    images_from = json.dumps(as_plain_dict(params.faces), sort_keys=True) if params.faces.detects else ""
+    images_dir = image_root(params.faces.detector, args.raw, args.faces_dir)
+    # What the split's paths point at: the manifest holds every image's sha256, so an image changed under
+    # the same path is never read back from an older run's disk cache; plus how faces were aligned.
+    images_from = hashlib.sha256(args.manifest.read_bytes()).hexdigest() + (
+        json.dumps(as_plain_dict(params.faces), sort_keys=True) if params.faces.detects else "")
     # Fetch ImageNet weights (or find them in Keras' cache) first: offline, that is the error to see.
     resolve_weights(config.weights)  # a bad path fails here too, before any output is touched
     strategy = distribution_strategy()  # first: the multi-worker runtime must start before other TF work

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facerec.archive import ExtractionLimits, UnsupportedArchiveError, extract_archive
+from facerec.archive import ExtractionLimits, UnsupportedArchiveError, ZipMemberReader, extract_archive, list_zip
 from facerec.errors import PipelineInputError
 
 LIMITS = ExtractionLimits(max_bytes=10**9, max_ratio=1000, archive_bytes=10**6)  # ample for these tests
@@ -260,3 +260,31 @@ def test_zip_name_flagged_utf8_but_not_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineInputError) as error:
         extract_archive(archive, tmp_path / "out", LIMITS)
     assert "pins_A/Ren\\xe9e.jpg" in str(error.value) and "UTF-8" in str(error.value), str(error.value)
+
+
+def test_zip_read_in_place_refuses_what_extraction_refuses(tmp_path):
+    evil = _evil_names()
+    symlinks = {"ok/link.jpg": "/etc/passwd", "up": "../.."}
+    archive = _write_zip(tmp_path / "evil.zip", {"ok/fine.jpg": b"fine", **{n: b"evil" for n in evil}}, symlinks)
+    listing = list_zip(archive, LIMITS)
+    assert {entry.name: entry.reason for entry in listing.refused} == {**evil, **dict.fromkeys(symlinks, "symlink")}, \
+        "the same refusals, with the same reasons, as extraction"
+    assert set(listing.files) == {"ok/fine.jpg"} and listing.folders == {"ok"}, "only the safe entry is kept"
+    member, size = listing.files["ok/fine.jpg"]
+    assert ZipMemberReader(str(archive))(member) == b"fine" and size == 4, "read in place by its member name"
+
+
+@pytest.mark.parametrize("entries", [{"a/x": b"file", "a/x/y.jpg": b"image"}, {"a/x/y.jpg": b"image", "a/x": b"file"}])
+def test_zip_read_in_place_stops_on_a_name_clash(tmp_path, entries):
+    with pytest.raises(PipelineInputError) as error:
+        list_zip(_write_zip(tmp_path / "clash.zip", entries), LIMITS)
+    assert "same name" in str(error.value) and "a/x" in str(error.value), str(error.value)
+
+
+def test_zip_read_in_place_stops_at_the_cap_before_reading(tmp_path):
+    archive = _bomb(tmp_path / "bomb.zip", 20_000_000)
+    limits = ExtractionLimits(max_bytes=10**12, max_ratio=100, archive_bytes=archive.stat().st_size)
+    with pytest.raises(PipelineInputError) as error:
+        list_zip(archive, limits)
+    assert "download.max_extraction_ratio" in str(error.value) and "pins_A/zeros.jpg" in str(error.value), \
+        str(error.value)

@@ -165,7 +165,7 @@ def _stage(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("changes", [{"base": {"seed": -1}}, {"evaluate": {"top_k": 0}}])
 def test_a_bad_param_anywhere_stops_the_first_stage_cleanly(tmp_path, changes):
     write_params(tmp_path, tiny_params(**changes))
-    done = _stage(tmp_path, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv", "--skipped", "data/skipped.csv",
+    done = _stage(tmp_path, "download", "--raw", "data/raw.zip", "--manifest", "data/manifest.csv", "--skipped", "data/skipped.csv",
                   "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle")
     assert done.returncode == 2, f"a bad param exits with code 2: {done.stderr}"
     assert "Traceback" not in done.stderr and "params.yaml: " in done.stderr, done.stderr

@@ -29,19 +29,19 @@ def _run(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _download(project: Path) -> subprocess.CompletedProcess:
-    return _run(project, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
+    return _run(project, "download", "--raw", "data/raw.zip", "--manifest", "data/manifest.csv",
                 "--skipped", "data/skipped.csv", "--report", "reports/download.json",
                 "--kaggle-cache", ".cache/kaggle")
 
 
 def _split(project: Path) -> subprocess.CompletedProcess:
-    return _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+    return _run(project, "split", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip",
                 "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits",
                 "--report", "reports/split.json", "--conflicts", "data/conflicts.csv")
 
 
 def _analyze(project: Path) -> subprocess.CompletedProcess:
-    return _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+    return _run(project, "analyze", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip",
                 "--faces-dir", "data/faces", "--splits-dir", "data/splits", "--split-report", "reports/split.json",
                 "--report", "reports/data.json", "--plots-dir", "plots/data")
 
@@ -56,7 +56,7 @@ def test_synthetic_download_split_analyze(tmp_path):
     summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["ok"] == 56 and summary["source"] == "synthetic", "summary matches the manifest"
 
-    done = _run(project, "faces", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw",
+    done = _run(project, "faces", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip",
                 "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--metrics", "metrics/faces.json")
     assert done.returncode == 0, done.stderr
     assert not any((project / "data/faces").iterdir()), "detector none copies no image: later stages read data/raw"
@@ -96,7 +96,9 @@ def test_local_zip_with_spaces_and_non_ascii_names(tmp_path, synthetic_root):
     broken = manifest[manifest["path"] == "pins_Zoë Saldaña/broken.jpg"]
     assert list(broken["status"]) == ["not_an_image"], "bad file is listed with its reason, name intact"
     assert (manifest["status"] == "ok").sum() == 48, "all real images are ok"
-    assert (project / "data/raw/pins_Zoë Saldaña").is_dir(), "raw keeps the archive's folder names"
+    packed = zipfile.ZipFile(project / "data/raw.zip").namelist()
+    assert "pins_Zoë Saldaña/broken.jpg" in packed, "the packed dataset keeps the archive's names"
+    assert packed == list(manifest["path"]), "one member per manifest row, at its path, in its order"
     for stage, run in (("split", _split), ("analyze", _analyze)):
         done = run(project)
         assert done.returncode == 0, f"{stage} must cope with a rejected image in the manifest:\n{done.stderr}"
@@ -110,16 +112,20 @@ def test_bad_source_is_one_clear_error(tmp_path, source):
     done = _download(project)
     assert done.returncode == 2, "an expected problem exits with code 2"
     assert "download.source" in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert not (project / "data/raw").exists(), "nothing half-written is left behind"
+    assert not (project / "data").exists(), "nothing half-written is left behind"
 
 
-def test_rerun_replaces_raw_completely(tmp_path):
+def test_same_source_packs_the_same_bytes(tmp_path):
     project = _project(tmp_path)
     assert _download(project).returncode == 0
-    (project / "data/raw/stray.txt").write_text("left from an older run")
+    first = (project / "data/raw.zip").read_bytes()
     assert _download(project).returncode == 0
-    assert not (project / "data/raw/stray.txt").exists(), "data/raw holds exactly the new dataset"
-    shutil.rmtree(project / "data")
+    assert (project / "data/raw.zip").read_bytes() == first, \
+        "a rerun on the same source packs identical bytes, so DVC reruns nothing downstream"
+    with zipfile.ZipFile(project / "data/raw.zip") as packed:
+        assert {info.compress_type for info in packed.infolist()} == {zipfile.ZIP_STORED}, "images are stored"
+    assert [path.name for path in (project / "data").iterdir() if path.name.startswith(".")] == [], \
+        "no staging or half-written pack is left"
 
 
 def test_one_person_dataset_stops_at_split_naming_the_param(tmp_path, synthetic_root):
@@ -163,7 +169,10 @@ def test_folder_source_skips_links_and_readme_and_reports_them(tmp_path, synthet
         f"faces/{first.name}/passwd.jpg": "symlink",
         f"faces/{first.name}/Ren\\xe9e.jpg": "non_utf8_name",
     }, "each skipped entry with its reason"
-    assert not any(path.is_symlink() for path in (project / "data/raw").rglob("*")), "no link reaches data/raw"
+    packed = zipfile.ZipFile(project / "data/raw.zip").namelist()
+    assert not [name for name in packed if "outside" in name or "passwd" in name or "Ren" in name], \
+        f"no link or non-UTF-8 name reaches the packed dataset: {packed}"
+    assert b"root:" not in (project / "data/raw.zip").read_bytes(), "/etc/passwd was not read"
     summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["skipped_entries"] == {"non_utf8_name": 1, "outside_root": 1, "symlink": 2}, summary
 
@@ -176,7 +185,7 @@ def test_zip_bomb_stops_the_download_naming_the_param(tmp_path):
     done = _download(project)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "download.max_extraction_ratio = 100" in done.stderr and "pins_A/a.jpg" in done.stderr, done.stderr
-    assert not (project / "data/raw").exists(), "nothing half-extracted is left as data"
+    assert not (project / "data/raw.zip").exists(), "nothing half-packed is left as data"
     assert list((project / "data").iterdir()) == [], "the staging folder is removed"
 
 

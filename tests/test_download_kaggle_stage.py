@@ -33,7 +33,7 @@ def _run_stage(project: Path, proxy_url: str, credentials: dict) -> subprocess.C
            "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "http_proxy": proxy_url, "HTTP_PROXY": proxy_url,
            "no_proxy": "", "NO_PROXY": "", **credentials}
     return subprocess.run(
-        [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
+        [sys.executable, "-m", "stages.download", "--raw", "data/raw.zip", "--manifest", "data/manifest.csv",
          "--skipped", "data/skipped.csv", "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle"],
         cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
@@ -43,8 +43,9 @@ def test_kaggle_download_through_the_stage(tmp_path, server):
     project = tmp_path / "project"
     done = _run_stage(project, proxy_url, {"KAGGLE_USERNAME": USERNAME, "KAGGLE_KEY": KEY})
     assert done.returncode == 0, done.stderr
-    assert sorted(path.name for path in (project / "data/raw").iterdir()) == ["pins_A", "pins_B"], \
-        "the archive's identity folders become data/raw"
+    packed = zipfile.ZipFile(project / "data/raw.zip").namelist()
+    assert sorted({name.split("/")[0] for name in packed}) == ["pins_A", "pins_B"], \
+        "the archive's identity folders are the packed dataset's top folders"
     summary = json.loads((project / "reports/download.json").read_text(encoding="utf-8"))
     assert summary["dataset_version"] == "2" and summary["source"] == f"kaggle:{DATASET}", "version recorded"
     assert summary["ok"] == 8, "both identities' 4 images were verified"
@@ -62,7 +63,7 @@ def test_missing_credentials_exit_with_the_fix(tmp_path, server):
     assert done.returncode == 2, "missing credentials are an expected problem: exit code 2"
     assert "kaggle.json" in done.stderr and "synthetic" in done.stderr, "names a credential form and the offline way"
     assert "Traceback" not in done.stderr, done.stderr
-    assert not (tmp_path / "project/data/raw").exists(), "nothing half-written"
+    assert not (tmp_path / "project/data/raw.zip").exists(), "nothing half-written"
 
 
 def corrupt_first_member(archive: Path) -> None:

@@ -93,7 +93,7 @@ def run_evaluate(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, *, un
     monkeypatch.chdir(out_dir)
     splits = project / "splits"
     monkeypatch.setattr(sys, "argv", [
-        "evaluate", "--raw-dir", str(raw_dir), "--faces-dir", "data/faces", "--test", str(splits / "test.csv"),
+        "evaluate", "--raw", str(raw_dir), "--faces-dir", "data/faces", "--test", str(splits / "test.csv"),
         "--val", str(splits / "val.csv"),
         "--unknown", str(splits / ("unknown.csv" if unknown else "absent.csv")),
         "--model-dir", str(project / "models"), "--metrics", "metrics/eval.json", "--report", "reports/eval.json",

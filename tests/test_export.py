@@ -49,7 +49,7 @@ def run_export(project: Path, raw_dir: Path, out_dir: Path, monkeypatch, **param
     write_params(out_dir, tiny_params(export={**EXPORT_PARAMS, **params}))
     monkeypatch.chdir(out_dir)
     monkeypatch.setattr(sys, "argv", [
-        "export", "--model-dir", str(project / "models"), "--raw-dir", str(raw_dir),
+        "export", "--model-dir", str(project / "models"), "--raw", str(raw_dir),
         "--faces-dir", str(out_dir / "no-faces"), "--test", str(project / "splits/test.csv"), "--export-dir", "export", "--metrics", "metrics/export.json"])
     export.main()
     return json.loads((out_dir / "metrics/export.json").read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ from conftest import PROJECT_ROOT, tiny_params, write_params
 from facerec.config import FacesConfig, read_params
 from facerec.manifests import read_faces
 
-FACES_ARGS = ["--manifest", "data/manifest.csv", "--raw-dir", "data/raw", "--faces-dir", "data/faces",
+FACES_ARGS = ["--manifest", "data/manifest.csv", "--raw", "data/raw.zip", "--faces-dir", "data/faces",
               "--faces", "data/faces.csv", "--metrics", "metrics/faces.json"]
 
 
@@ -40,7 +40,7 @@ def project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("faces_project")
     write_face_dataset(project / "photos")
     _params(project)
-    done = _run(project, "download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
+    done = _run(project, "download", "--raw", "data/raw.zip", "--manifest", "data/manifest.csv",
                 "--skipped", "data/skipped.csv", "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle")
     assert done.returncode == 0, done.stderr
     done = _run(project, "faces", *FACES_ARGS)
@@ -70,7 +70,7 @@ def test_every_image_gets_a_status_and_kept_faces_an_aligned_crop(project):
 
 
 def test_split_reads_the_crops_and_counts_images_without_a_face(project):
-    done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw-dir", "data/raw", "--faces-dir",
+    done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip", "--faces-dir",
                 "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits", "--report",
                 "reports/split.json", "--conflicts", "data/conflicts.csv")
     assert done.returncode == 0, done.stderr

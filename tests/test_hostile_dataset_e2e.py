@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -96,11 +98,12 @@ def test_every_stage_ran_on_the_right_identities(repo):
 
 
 def test_raw_holds_the_root_and_no_links(repo):
-    raw = repo / "data/raw"
-    assert {path.name for path in raw.iterdir()} == set(IDENTITY_FOLDERS) | {".cache"}, "the root, past the wrapper"
-    assert not any(path.is_symlink() for path in raw.rglob("*")), "no link reaches data/raw"
-    assert b"root:" not in b"".join(path.read_bytes() for path in raw.rglob("*") if path.is_file()), \
-        "/etc/passwd was not copied"
+    with zipfile.ZipFile(repo / "data/raw.zip") as packed:
+        infos = packed.infolist()
+    assert {info.filename.split("/")[0] for info in infos} == set(IDENTITY_FOLDERS) | {".cache"}, \
+        "the root, past the wrapper"
+    assert all(stat.S_ISREG(info.external_attr >> 16) for info in infos), "no link reaches the packed dataset"
+    assert b"root:" not in (repo / "data/raw.zip").read_bytes(), "/etc/passwd was not copied"
 
 
 def test_every_skip_is_reported_with_its_reason(repo):

@@ -28,7 +28,7 @@ def make_mirror(root: Path, identities: int = 6, images_per_identity: int = 700)
     return root
 
 
-STAGE_COMMAND = [sys.executable, "-m", "stages.download", "--raw-dir", "data/raw", "--manifest", "data/manifest.csv",
+STAGE_COMMAND = [sys.executable, "-m", "stages.download", "--raw", "data/raw.zip", "--manifest", "data/manifest.csv",
                  "--skipped", "data/skipped.csv",
                  "--report", "reports/download.json", "--kaggle-cache", ".cache/kaggle"]
 
@@ -79,22 +79,28 @@ def test_sigkill_leaves_no_orphan_workers_and_the_next_run_cleans_staging(tmp_pa
     write_params(project, tiny_params(download={"source": str(make_mirror(tmp_path / "mirror")), "min_side_px": 8}))
     log_path = tmp_path / "stage.log"
 
-    # 1. Killed while copying the source into its staging folder.
+    def debris() -> set[str]:
+        """What a killed run leaves beside its outputs: the staging folder and the half-written pack."""
+        return {path.name for pattern in (".download-*", ".raw.zip.*.tmp") for path in (project / "data").glob(pattern)}
+
+    # 1. Killed while its process pool verifies and packs the images.
     process = start_stage(project, log_path)
-    staged = wait_for(lambda: any((project / "data").glob(".download-*/copied")), process)
+    first_workers: list[int] = []
+    pooled = wait_for(lambda: len(first_workers.extend(children_of(process.pid)) or first_workers) >= 1, process)
     process.kill()
     process.wait()
-    assert staged and process.returncode == -9, f"killed mid-staging:\n{log_path.read_text()[-2000:]}"
-    assert list((project / "data").glob(".download-*")), "a SIGKILL leaves the staging folder (what must be cleaned)"
+    assert pooled and process.returncode == -9, f"killed mid-packing:\n{log_path.read_text()[-2000:]}"
+    left = debris()
+    assert left, "a SIGKILL leaves the staging folder and the half-written pack (what must be cleaned)"
 
-    # 2. Killed while its process pool verifies the images.
+    # 2. Killed again while packing: it first removed what the first run left.
     process = start_stage(project, log_path)
-    workers: list[int] = []
-    pooled = wait_for(lambda: len(workers.extend(children_of(process.pid)) or workers) >= 1, process)
+    workers: list[int] = list(first_workers)
+    pooled = wait_for(lambda: len(workers.extend(children_of(process.pid)) or workers) > len(first_workers), process)
     process.kill()
     process.wait()
     assert pooled and process.returncode == -9, f"killed while verifying:\n{log_path.read_text()[-2000:]}"
-    assert not list((project / "data").glob(".download-*")), "the second run removed the first run's staging"
+    assert not left & debris(), "the second run removed the first run's staging and partial pack"
     assert "left in" in log_path.read_text(encoding="utf-8", errors="replace"), "and said so in its log"
     deadline = time.monotonic() + 30
     while any(alive(pid) for pid in set(workers)) and time.monotonic() < deadline:
@@ -105,5 +111,5 @@ def test_sigkill_leaves_no_orphan_workers_and_the_next_run_cleans_staging(tmp_pa
     done = subprocess.run(STAGE_COMMAND, cwd=project, env=stage_env(project), check=False, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not list((project / "data").glob(".download-*")), "no staging left after a finished run"
+    assert not debris(), "no staging or partial pack left after a finished run"
     assert (project / "data/manifest.csv").is_file(), "the rerun completed the stage"

@@ -220,10 +220,10 @@ def test_unreadable_file_is_reported_not_raised(tmp_path, monkeypatch):
     (tmp_path / "person").mkdir()
     (tmp_path / "person" / "a.jpg").write_bytes(_encoded(_noise("RGB"), "JPEG"))
 
-    def failing_digest(*_args, **_kwargs):
+    def failing_read(*_args, **_kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("hashlib.file_digest", failing_digest)
+    monkeypatch.setattr("facerec.verify.read_no_follow", failing_read)
     manifest = build_manifest(tmp_path, min_side_px=1, workers=1)
     assert manifest["status"].tolist() == ["unreadable"], "an OSError on read is a status"
     assert manifest["bytes"].isna().all(), "size unknown when the file cannot be read"

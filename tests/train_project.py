@@ -29,7 +29,7 @@ def make_project(root: Path, raw_dir: Path, **train) -> Path:
 
 def train_command(raw_dir: Path) -> list[str]:
     """The train stage's command line, paths as in dvc.yaml."""
-    return [sys.executable, "-m", "stages.train", "--raw-dir", str(raw_dir), "--faces-dir", "data/faces", "--train", "data/splits/train.csv",
+    return [sys.executable, "-m", "stages.train", "--raw", str(raw_dir), "--faces-dir", "data/faces", "--train", "data/splits/train.csv",
             "--val", "data/splits/val.csv", "--manifest", "data/manifest.csv", "--model-dir", "models",
             "--live-dir", "dvclive", "--cache-dir", ".cache/tfdata", "--backup-dir", ".cache/train-backup"]
 
