@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from facerec.image_store import FolderImages, open_images
+from facerec.image_store import FolderImages, PackedImages
 from facerec.runtime import worker_label, worker_share
 
 # Bounded: a buffer of the whole set would hold every decoded image in RAM (1.8 GB at 224 px).
@@ -60,7 +60,9 @@ def decode_encoded(encoded: tf.Tensor, image_size_px: int) -> tf.Tensor:
 
 def image_sources(relatives: list[str], images_at: Path) -> tuple[tf.data.Dataset, object]:
     """Per image, what locates it (a file name, or an (offset, size) range of the packed dataset), and the store."""
-    images = open_images(images_at)
+    # Not open_images: a folder need not exist while a filled disk cache answers for it (tf.data
+    # names any file it then cannot read).
+    images = PackedImages(images_at) if Path(images_at).is_file() else FolderImages(images_at)
     if isinstance(images, FolderImages):
         return tf.data.Dataset.from_tensor_slices(images.file_paths(relatives)), images
     ranges = np.array([images.byte_range(relative) for relative in relatives], dtype=np.int64).reshape(-1, 2)
