@@ -15,14 +15,19 @@ import facerec.training  # noqa: F401 - registers the label-smoothing loss in th
 
 @pytest.mark.slow
 def test_two_deterministic_runs_give_identical_weights_and_full_outputs(tmp_path, synthetic_root):
+    # The second run reads its images through the sharded disk cache: the order, so the weights, must not change.
     projects = [make_project(tmp_path / f"run{index}", synthetic_root, epochs=2, fine_tune_epochs=0,
-                             deterministic=True) for index in range(2)]
+                             deterministic=True, cache=cache) for index, cache in enumerate(("none", "disk"))]
     # Both at once: each is mostly single-threaded graph tracing, and CI has two cores.
     processes = [start_training(project, synthetic_root, project / "train.log") for project in projects]
     codes = [process.wait(timeout=300) for process in processes]
     assert codes == [0, 0], (projects[0] / "train.log").read_text(encoding="utf-8", errors="replace")[-3000:]
     cards = [json.loads((project / "models/model_card.json").read_text(encoding="utf-8")) for project in projects]
-    assert cards[0]["weights_sha256"] == cards[1]["weights_sha256"], "same seed + op determinism → same weights"
+    assert cards[0]["weights_sha256"] == cards[1]["weights_sha256"], \
+        "same seed + op determinism → same weights, whether images come decoded afresh or from the disk cache"
+    assert cards[1]["effective"]["cache"] == "disk", "the card records the cache the run used"
+    assert len(list((projects[1] / ".cache/tfdata").glob("train-*/cache-*-of-002.index"))) == 2, \
+        "the training images were cached in train.cache_shards (2) files"
 
     project, card = projects[0], cards[0]
     labels = json.loads((project / "models/labels.json").read_text(encoding="utf-8"))
