@@ -22,7 +22,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from facerec.layout import identity_from_folder, layout_status, printable_name
-from facerec.manifests import MANIFEST_COLUMNS, MANIFEST_DTYPES
+from facerec.manifests import MANIFEST_DTYPES
 from facerec.workers import process_pool
 
 log = logging.getLogger(__name__)
