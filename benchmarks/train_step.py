@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import load_average, summary
-from facerec.config import TrainConfig, load_config
+from facerec.config import MIXED_PRECISION_SETTINGS, TrainConfig, load_config
 from facerec.data import ShuffledEpochs
 from facerec.model import build_model
 from facerec.resume import ResumableBackup
@@ -57,9 +57,15 @@ def bench_config(args: argparse.Namespace, **changes) -> TrainConfig:
                    **changes)
 
 
+def fresh_session(args: argparse.Namespace) -> None:
+    """Drop earlier models; clear_session also resets the dtype policy, so it is set again."""
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(args.dtype_policy)
+
+
 def phase_rates(args: argparse.Namespace, config: TrainConfig) -> dict:
     """Images/s of phase 1 (frozen base) and phase 2 (fine-tuning from train.fine_tune_from) with `config`."""
-    keras.backend.clear_session()
+    fresh_session(args)
     model = build_model(config, CLASSES, seed=0)
     data = random_batches(config.batch_size, config.image_size)
     rates, compiled = {}, {}
@@ -100,7 +106,7 @@ def measure_host_overhead(args: argparse.Namespace) -> dict:
     for steps_per_execution in sorted({1, configured}):
         runs = []
         for _ in range(args.repeats):
-            keras.backend.clear_session()
+            fresh_session(args)
             model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
             model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
             runs.append(1000 * timed_fit(model, data, steps) / steps)
@@ -187,11 +193,13 @@ def main() -> None:
     parser.add_argument("--val-steps", type=int, default=4, help="timed validation batches per repeat (fixed_costs)")
     parser.add_argument("--input-images", type=int, default=2048, help="random images in the input's memory cache")
     parser.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="run only these measurements")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION_SETTINGS,
+                        help="instead of params.yaml's train.mixed_precision")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    dtype_policy = configure_mixed_precision(load_config().train.mixed_precision)
+    args.dtype_policy = configure_mixed_precision(args.mixed_precision or load_config().train.mixed_precision)
     result = {"image_size_px": args.image_size, "batch_size": args.batch_size, "steps": args.steps,
-              "repeats": args.repeats, "dtype_policy": dtype_policy,
+              "repeats": args.repeats, "dtype_policy": args.dtype_policy,
               "devices": [device.name for device in tf.config.list_logical_devices()],
               "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
                        for gpu in tf.config.list_physical_devices("GPU")],

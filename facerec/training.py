@@ -78,6 +78,8 @@ def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig,
         raise ParamsError(f"params.yaml: train.jit_compile = true, but Keras cannot compile this model with XLA "
                           f"(layers without XLA support: {', '.join(unsupported) or 'none; the platform refuses'}); "
                           "set train.jit_compile = false")
+    log.info("Compiled the training step: XLA %s, %d steps per execution", "on" if model.jit_compile else "off",
+             steps_per_execution)
 
 
 @keras.saving.register_keras_serializable(package="facerec")

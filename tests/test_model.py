@@ -188,3 +188,14 @@ def test_bfloat16_computes_in_bfloat16_but_augments_and_answers_in_float32(bfloa
     loss = model.train_on_batch(*images(6))[0]
     assert np.isfinite(loss), f"a bfloat16 step trains (loss {loss})"
     assert model.predict(images(2)[0], verbose=0).dtype == np.float32, "probabilities come out float32"
+
+
+def test_the_project_model_compiles_with_xla_without_falling_back():
+    import warnings
+
+    model = tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_model(model, 1e-3, replace(TRAIN, jit_compile=True, deterministic=False))
+    assert model.jit_compile, "augmentation, preprocessing, base and head all support XLA"
+    assert not [str(w.message) for w in caught if "jit_compile" in str(w.message)], "no fallback warning"

@@ -67,3 +67,13 @@ def test_imagenet_weights_offline_says_what_happened_and_the_ways_out(tmp_path, 
     assert "train.weights: /path/to/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message, "way out 1b"
     assert "train.weights: none" in message, "way out 2"
     assert not (project / "models").exists() and not (project / "dvclive").exists(), "nothing was written"
+
+
+def test_jit_compile_with_op_determinism_is_refused_before_any_output(tmp_path, synthetic_root):
+    project = make_project(tmp_path / "project", synthetic_root, jit_compile=True, deterministic=True)
+    done = subprocess.run(train_command(synthetic_root), check=False, cwd=project, capture_output=True, text=True,
+                          timeout=240, env=stage_env())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, f"a clear refusal: {done.stderr[-3000:]}"
+    assert "train.jit_compile = True is not allowed" in done.stderr and "train.deterministic" in done.stderr, \
+        "names the key, the value and the way out"
+    assert not (project / "models").exists() and not (project / ".cache").exists(), "nothing was written"
