@@ -22,7 +22,7 @@ import tensorflow as tf
 from benchmarks.common import load_average, summary
 from facerec.config import MIXED_PRECISION_SETTINGS, TrainConfig, load_config
 from facerec.data import ShuffledEpochs
-from facerec.model import build_model
+from facerec.model import build_augmentation, build_model
 from facerec.resume import ResumableBackup
 from facerec.runtime import configure_mixed_precision
 from facerec.training import compile_model, unfreeze_top
@@ -40,12 +40,15 @@ def random_batches(batch_size: int, image_size_px: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
-def timed_fit(model: keras.Model, data: tf.data.Dataset, steps: int) -> float:
-    """Seconds of a `steps`-step fit() after an untimed one that traces (and, with XLA, compiles) the step."""
-    warm_steps = model.steps_per_execution
+def warm_up(model: keras.Model, data: tf.data.Dataset) -> float:
+    """Seconds of one execution that traces (and, with XLA, compiles) the step; not part of any rate."""
     started = time.perf_counter()
-    model.fit(data, steps_per_epoch=warm_steps, epochs=1, verbose=0)
-    log.info("first fit (trace/compile + %d step(s)): %.1f s", warm_steps, time.perf_counter() - started)
+    model.fit(data, steps_per_epoch=model.steps_per_execution, epochs=1, verbose=0)
+    return time.perf_counter() - started
+
+
+def timed_fit(model: keras.Model, data: tf.data.Dataset, steps: int) -> float:
+    """Seconds of a `steps`-step fit() of a warmed-up model."""
     started = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     return time.perf_counter() - started
@@ -68,17 +71,19 @@ def phase_rates(args: argparse.Namespace, config: TrainConfig) -> dict:
     fresh_session(args)
     model = build_model(config, CLASSES, seed=0)
     data = random_batches(config.batch_size, config.image_size)
-    rates, compiled = {}, {}
+    rates, compiled, first_seconds = {}, {}, {}
     for phase, learning_rate in (("phase1_frozen", config.learning_rate),
                                  ("phase2_fine_tune", config.fine_tune_learning_rate)):
         if phase == "phase2_fine_tune":
             unfreeze_top(model, config.fine_tune_from)
         # As in training: steps_per_execution cut to a divisor of the (here: timed) epoch's steps.
         compile_model(model, learning_rate, config, steps_per_epoch=args.steps)
+        first_seconds[phase] = round(warm_up(model, data), 1)
         runs = [args.steps * config.batch_size / timed_fit(model, data, args.steps) for _ in range(args.repeats)]
         rates[f"{phase}_img_per_s"] = summary(runs)
         compiled[phase] = bool(model.jit_compile)  # False when Keras fell back from jit_compile=True
-    return {**rates, "xla_in_effect": compiled, "steps_per_execution": model.steps_per_execution}
+    return {**rates, "xla_in_effect": compiled, "steps_per_execution": model.steps_per_execution,
+            "first_execution_seconds": first_seconds}  # tracing, and compiling under XLA
 
 
 def measure_phases(args: argparse.Namespace) -> dict:
@@ -109,6 +114,7 @@ def measure_host_overhead(args: argparse.Namespace) -> dict:
             fresh_session(args)
             model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
             model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
+            warm_up(model, data)
             runs.append(1000 * timed_fit(model, data, steps) / steps)
         figures[f"ms_per_step_at_steps_per_execution_{steps_per_execution}"] = summary(runs)
     return {"steps": steps, **figures}
@@ -134,11 +140,12 @@ def measure_fixed_costs(args: argparse.Namespace) -> dict:
     its share is above 1.
     """
     config = bench_config(args)
-    keras.backend.clear_session()
+    fresh_session(args)
     model = build_model(config, CLASSES, seed=0)
     compile_model(model, config.learning_rate, config, steps_per_epoch=args.steps)
-    train_rate = args.steps * config.batch_size / timed_fit(model, random_batches(config.batch_size, config.image_size),
-                                                            args.steps)
+    train_batches = random_batches(config.batch_size, config.image_size)
+    warm_up(model, train_batches)
+    train_rate = args.steps * config.batch_size / timed_fit(model, train_batches, args.steps)
     val_rates = {}
     for batch_size in sorted({config.batch_size, config.val_batch_size}):
         batches = random_batches(batch_size, config.image_size)
@@ -179,8 +186,42 @@ def measure_fixed_costs(args: argparse.Namespace) -> dict:
             "share_of_training_time": shares}
 
 
+
+
+def keras_augmentation(config: TrainConfig) -> keras.Sequential:
+    """The four resampling layers (plus flip) the model used before RandomAffine, at the same ranges."""
+    from facerec.model import SymmetricShear
+
+    augment = config.model.augment
+    return keras.Sequential([
+        keras.layers.RandomRotation(augment.rotation_deg / 360.0, fill_mode="nearest", seed=0),
+        keras.layers.RandomTranslation(augment.shift_fraction, augment.shift_fraction, fill_mode="nearest", seed=1),
+        SymmetricShear(augment.shear_fraction, augment.shear_fraction, fill_mode="nearest", seed=2),
+        keras.layers.RandomZoom(augment.zoom_fraction, augment.zoom_fraction, fill_mode="nearest", seed=3),
+        keras.layers.RandomFlip("horizontal", seed=4)])
+
+
+def measure_augmentation(args: argparse.Namespace) -> dict:
+    """Images/s of the augmentation alone in a tf.function: Keras' four resamplings vs the one warp."""
+    config = bench_config(args)
+    images = next(iter(random_batches(config.batch_size, config.image_size)))[0]
+    figures = {}
+    for name, layer in (("keras_four_layers", keras_augmentation(config)),
+                        ("random_affine_one_warp", build_augmentation(config.model.augment, seed=0))):
+        step = tf.function(lambda batch, layer=layer: layer(tf.cast(batch, tf.float32), training=True))
+        step(images)  # trace
+        runs = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            for _ in range(args.steps):
+                step(images).numpy()
+            runs.append(args.steps * config.batch_size / (time.perf_counter() - started))
+        figures[f"{name}_img_per_s"] = summary(runs)
+    return figures
+
+
 MEASUREMENTS = {"phases": measure_phases, "xla": measure_xla, "host_overhead": measure_host_overhead,
-                "fixed_costs": measure_fixed_costs}
+                "fixed_costs": measure_fixed_costs, "augmentation": measure_augmentation}
 
 
 def main() -> None:

@@ -61,8 +61,11 @@ def compile_model(model: keras.Model, learning_rate: float, config: TrainConfig,
     smoothing = config.label_smoothing
     steps_per_execution = steps_per_execution_for(config.steps_per_execution, steps_per_epoch)
     if steps_per_execution < config.steps_per_execution:
-        log.info("train.steps_per_execution = %d runs as %d: the largest divisor of the epoch's %d steps",
-                 config.steps_per_execution, steps_per_execution, steps_per_epoch)
+        # Far below the setting, most of the saving is lost: say how to get it back.
+        level = logging.WARNING if 2 * steps_per_execution < config.steps_per_execution else logging.INFO
+        log.log(level, "train.steps_per_execution = %d runs as %d: the largest divisor of the epoch's %d steps "
+                "(a train.batch_size giving a step count with a divisor near %d keeps it)",
+                config.steps_per_execution, steps_per_execution, steps_per_epoch, config.steps_per_execution)
     if steps_per_execution > 1 and isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         # Keras 3.15's multi-step loop fails on a multi-worker iterator: "You must feed a value for
         # placeholder tensor 'while/cond/Placeholder'" (seen with two local workers).
