@@ -227,10 +227,13 @@ class ShuffledEpochs:
         """Options (e.g. multi-worker sharding) for every stream this returns, as Dataset.with_options."""
         return replace(self, options=options)
 
-    def one_epoch(self, epoch: int) -> tf.data.Dataset:
-        """Epoch `epoch`'s batches, in the order its own seed gives."""
-        # A Python seed per epoch: TF 2.21's seed helper fails on a tensor seed when the global seed is 0.
-        seed = self.seed * 1_000_003 + epoch  # distinct seeds for distinct (seed, epoch)
+    def one_epoch(self, epoch: tf.Tensor) -> tf.data.Dataset:
+        """Epoch `epoch`'s batches, in the order (seed, epoch) gives; called while tracing flat_map's function."""
+        # The order depends on this stream's seed alone, not on TensorFlow's global seed: and with a
+        # global seed of 0 (base.seed 0), TF 2.21's seed helper fails on a tensor seed. The graph
+        # is the traced function's own, so nothing else is affected.
+        tf.compat.v1.get_default_graph().seed = None
+        seed = tf.constant(self.seed, tf.int64) * 1_000_003 + epoch  # distinct seeds for distinct (seed, epoch)
         shuffled = self.examples.shuffle(min(self.size, SHUFFLE_BUFFER_IMAGES), seed=seed, reshuffle_each_iteration=False)
         batches = shuffled.batch(self.batch_size)  # batched per epoch: a short last batch stays in its epoch
         return batches.map(self._filled) if self.fill_last_batch else batches
@@ -253,11 +256,11 @@ class ShuffledEpochs:
 
         `batches_per_epoch` (at most size // batch_size) keeps only that many full batches of each epoch.
         """
-        stream = self.one_epoch(first_epoch).take(0)  # empty when there is no epoch left
-        for epoch in range(first_epoch, end_epoch):
+        def epoch_batches(epoch):
             batches = self.one_epoch(epoch)
-            stream = stream.concatenate(batches if batches_per_epoch is None else batches.take(batches_per_epoch))
-        stream = stream.prefetch(tf.data.AUTOTUNE)
+            return batches if batches_per_epoch is None else batches.take(batches_per_epoch)
+
+        stream = tf.data.Dataset.range(first_epoch, end_epoch).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
         return stream.with_options(self.options) if self.options else stream
 
 
