@@ -303,6 +303,7 @@ class SplitConfig(Section):
     """Duplicate grouping, identity selection and the stratified split."""
 
     KEY = "split"
+    strategy: str = param(choice("grouped", "random"))  # grouped: duplicate groups never span splits; random: images one by one
     val_fraction: float = param(number(0, 1, low_open=True, high_open=True))  # share of each identity's images
     test_fraction: float = param(number(0, 1, low_open=True, high_open=True))
     min_images_per_identity: int = param(integer(3, 1_000_000))  # distinct images; one per split at least

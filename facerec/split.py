@@ -1,4 +1,4 @@
-"""Seeded, identity-stratified train/val/test split that keeps duplicate groups in one split."""
+"""Seeded, identity-stratified train/val/test split that keeps duplicate groups in one split (or not: random)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from facerec.config import SplitConfig, as_plain_dict
-from facerec.dedupe import FINGERPRINT_COLUMNS, compute_fingerprints, group_duplicates
+from facerec.dedupe import FINGERPRINT_COLUMNS, Grouping, compute_fingerprints, group_duplicates
 from facerec.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,6 @@ def pick_unknown(identities: list[str], count: int, seed: int) -> list[str]:
 def build_report(config, selected, grouping, conflicts, too_small, unknown, splits) -> dict:
     """Summarise what was found and decided, as JSON-able numbers and names."""
     group_sizes = selected["group"].value_counts()
-    groups_per_split = pd.concat([frame["group"].drop_duplicates() for frame in splits.values()])
     return {
         "images_selected": len(selected),
         "identities_selected": int(selected["identity"].nunique()),
@@ -119,12 +118,21 @@ def build_report(config, selected, grouping, conflicts, too_small, unknown, spli
         "conflict_images_dropped": int((~conflicts["kept"]).sum()),
         "excluded_identities": {name: int(count) for name, count in too_small.items()},
         "unknown_identities": unknown,
-        "groups_in_several_splits": int(groups_per_split.duplicated().sum()),
+        **leaks(selected, grouping, splits),
         "split_images": {name: len(frame) for name, frame in splits.items()},
         "split_identities": {
             name: int(frame["identity"].nunique()) for name, frame in splits.items()
         },
         "params": as_plain_dict(config),
+    }
+
+
+def split_metrics(report: dict) -> dict[str, int]:
+    """The few numbers `dvc metrics show` prints for the split: duplicates, and how many leak."""
+    return {
+        "duplicate_groups": report["duplicate_groups"],
+        "groups_in_several_splits": report["groups_in_several_splits"],
+        "pairs_across_splits": report["exact_pairs_across_splits"] + report["near_pairs_across_splits"],
     }
 
 
@@ -202,15 +210,34 @@ def require_training_images(known: pd.DataFrame, assigned: pd.Series) -> None:
 
 
 def split_of_rows(known: pd.DataFrame, config: SplitConfig, seed: int) -> pd.Series:
-    """Return the split name of every row, deciding whole groups identity by identity."""
+    """Return the split name of every row, deciding units identity by identity.
+
+    The unit is a duplicate group (strategy grouped) or a single image (strategy random: the
+    identity-stratified split that ignores duplicates).
+    """
     fractions = {"val": config.val_fraction, "test": config.test_fraction}
-    split_of_group = {}
-    for identity, rows in known.groupby("identity", sort=True):
+    units = known["group"] if config.strategy == "grouped" else pd.Series(range(len(known)), index=known.index)
+    split_of_unit = {}
+    for identity, rows in units.groupby(known["identity"], sort=True):
         # Seeded per identity, so adding or removing other identities leaves this one unchanged.
         identity_seed = [seed, zlib.crc32(identity.encode("utf-8"))]
-        sizes = rows["group"].value_counts().sort_index()
-        split_of_group.update(assign_groups(sizes, fractions, identity_seed))
-    return known["group"].map(split_of_group)
+        sizes = rows.value_counts().sort_index()
+        split_of_unit.update(assign_groups(sizes, fractions, identity_seed))
+    return units.map(split_of_unit)
+
+
+def leaks(selected: pd.DataFrame, grouping: Grouping, splits: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Count the duplicate groups, and exact/near pairs, whose images sit in more than one split."""
+    split_of_path = pd.concat([frame["path"].to_frame().assign(split=name) for name, frame in splits.items()])
+    where = selected["path"].map(split_of_path.set_index("path")["split"]).to_numpy()
+    placed = pd.notna(where)
+    splits_per_group = pd.Series(where[placed]).groupby(selected["group"].to_numpy()[placed]).nunique()
+    counts = {"groups_in_several_splits": int((splits_per_group > 1).sum())}
+    for kind, pairs in (("exact", grouping.exact_pairs), ("near", grouping.near_pairs)):
+        first, second = where[pairs[:, 0]], where[pairs[:, 1]]
+        crossing = placed[pairs[:, 0]] & placed[pairs[:, 1]] & (first != second)
+        counts[f"{kind}_pairs_across_splits"] = int(crossing.sum())
+    return counts
 
 
 def split_manifest(

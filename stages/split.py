@@ -13,7 +13,7 @@ from facerec.config import load_config
 from facerec.dedupe import FINGERPRINT_COLUMNS
 from facerec.face_data import drop_faceless, image_root
 from facerec.manifests import read_faces, read_manifest
-from facerec.split import split_manifest
+from facerec.split import split_manifest, split_metrics
 from facerec.stage_runner import run_stage
 
 log = logging.getLogger("facerec.split")
@@ -28,6 +28,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--splits-dir", type=Path, required=True, help="gets train/val/test(/unknown).csv")
     parser.add_argument("--report", type=Path, required=True, help="JSON: groups, duplicates, conflicts, sizes")
     parser.add_argument("--conflicts", type=Path, required=True, help="CSV of images filed under two identities")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON: duplicate groups and pairs that span splits")
     return parser.parse_args()
 
 
@@ -57,9 +58,11 @@ def main() -> None:
         for name, frame in result.splits.items():
             write_csv(staging / f"{name}.csv", frame)
     write_json(args.report, result.report)
+    write_json(args.metrics, split_metrics(result.report))
     write_csv(args.conflicts, result.conflicts)
     sizes = ", ".join(f"{name} {len(frame)}" for name, frame in result.splits.items())
-    log.info("Split written to %s: %s images", args.splits_dir, sizes)
+    log.info("Split (%s) written to %s: %s images; %s", params.split.strategy, args.splits_dir, sizes,
+             split_metrics(result.report))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def _download(project: Path) -> subprocess.CompletedProcess:
 def _split(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "split", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip",
                 "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits",
-                "--report", "reports/split.json", "--conflicts", "data/conflicts.csv")
+                "--report", "reports/split.json", "--conflicts", "data/conflicts.csv", "--metrics", "metrics/split.json")
 
 
 def _analyze(project: Path) -> subprocess.CompletedProcess:
@@ -69,6 +69,9 @@ def test_synthetic_download_split_analyze(tmp_path):
     paths = [set(frame["path"]) for frame in splits.values()]
     assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2]), "splits are disjoint"
     assert all({"path", "identity"} <= set(frame.columns) for frame in splits.values()), "split schema"
+    leak = json.loads((project / "metrics/split.json").read_text(encoding="utf-8"))
+    assert leak == {"duplicate_groups": 0, "groups_in_several_splits": 0, "pairs_across_splits": 0}, \
+        f"the split metrics count duplicates and leaks (synthetic faces have no duplicates): {leak}"
 
     done = _analyze(project)
     assert done.returncode == 0, done.stderr

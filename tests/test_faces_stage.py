@@ -72,7 +72,7 @@ def test_every_image_gets_a_status_and_kept_faces_an_aligned_crop(project):
 def test_split_reads_the_crops_and_counts_images_without_a_face(project):
     done = _run(project, "split", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip", "--faces-dir",
                 "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits", "--report",
-                "reports/split.json", "--conflicts", "data/conflicts.csv")
+                "reports/split.json", "--conflicts", "data/conflicts.csv", "--metrics", "metrics/split.json")
     assert done.returncode == 0, done.stderr
     splits = pd.concat([pd.read_csv(path, keep_default_na=False) for path in (project / "data/splits").glob("*.csv")])
     assert "pins_Grace Hopper/no_face.jpg" not in set(splits["path"]), "an image without a face leaves the dataset"

@@ -55,8 +55,8 @@ def test_declared_metrics_exist_with_expected_keys(repo):
     assert "train" in live and "eval" in live, "DVCLive logged train and validation metrics"
     shown = json.loads(_sh(repo, "dvc", "metrics", "show", "--json"))
     metric_files = [path for revision in shown.values() for path in revision.get("data", {})]
-    assert "metrics/eval.json" in metric_files and \
-        set(metric_files) <= {"metrics/faces.json", "metrics/eval.json", "metrics/export.json"}, \
+    assert {"metrics/eval.json", "metrics/split.json"} <= set(metric_files) and \
+        set(metric_files) <= {"metrics/faces.json", "metrics/split.json", "metrics/eval.json", "metrics/export.json"}, \
         f"no provenance, hashes or data tables among the metrics: {metric_files}"
     assert (repo / "models/model.keras").is_file() and (repo / "models/labels.json").is_file(), "model saved"
     assert (repo / "plots/eval/confusion.csv").is_file(), "confusion data for dvc plots"
@@ -138,10 +138,16 @@ def test_on_off_words_survive_dvc_rewriting_params(repo):
     assert "mixed_precision: off\n" in (repo / "params.yaml").read_text(encoding="utf-8"), "DVC wrote the bare word"
     card = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))
     assert card["params"]["mixed_precision"] == "off", "train read the word, not a boolean"
-    # Every later -S rewrites the file again, with `off` still in it.
-    _sh(repo, "dvc", "exp", "run", "-S", "train.lr_patience=2")
+    # Every later -S rewrites the file again, with `off` still in it. The same run carries the
+    # seed's split (split.strategy=random), so it is checked without a run of its own.
+    _sh(repo, "dvc", "exp", "run", "-S", "train.lr_patience=2", "-S", "split.strategy=random")
     card = json.loads((repo / "models/model_card.json").read_text(encoding="utf-8"))
     assert (card["params"]["mixed_precision"], card["params"]["lr_patience"]) == ("off", 2), "both runs trained"
+    split_report = json.loads((repo / "reports/split.json").read_text(encoding="utf-8"))
+    assert split_report["params"]["strategy"] == "random", "the split stage reran with the random strategy"
+    leak = json.loads((repo / "metrics/split.json").read_text(encoding="utf-8"))
+    assert leak["groups_in_several_splits"] == split_report["groups_in_several_splits"], \
+        f"dvc metrics show carries the leak count of the split: {leak}"
 
 
 def test_a_failed_experiment_keeps_the_last_good_model_and_curves(repo):

@@ -291,3 +291,31 @@ def test_dataset_without_two_usable_identities_says_why():
         split_manifest(manifest, Path("unused"), BASE, SEED, fingerprints=random_fingerprints(10))
     message = str(error.value)
     assert "{'unsupported_format': 10}" in message and "download.source" in message, message
+
+
+def manifest_with_copies() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two identities of 20 images each, 8 of the first identity's files being one picture."""
+    manifest, fingerprints = synthetic_manifest({"a": 20, "b": 20})
+    copies = manifest.index[:8]
+    fingerprints.loc[copies] = fingerprints.loc[[copies[0]] * len(copies)].to_numpy()
+    return manifest, fingerprints
+
+
+def test_random_strategy_splits_images_one_by_one_and_reports_the_leak():
+    manifest, fingerprints = manifest_with_copies()
+    grouped = split_manifest(manifest, Path("unused"), BASE, SEED, fingerprints=fingerprints)
+    spread = split_manifest(manifest, Path("unused"), replace(BASE, strategy="random"), SEED, fingerprints=fingerprints)
+    copies = set(manifest["path"][:8])
+    assert len({split_of(grouped)[path] for path in copies}) == 1, "grouped keeps the 8 copies in one split"
+    assert len({split_of(spread)[path] for path in copies}) > 1, "random ignores duplicates and spreads them"
+    assert set(split_of(grouped)) == set(split_of(spread)), "both strategies split the same images"
+    for name, fraction in (("val", BASE.val_fraction), ("test", BASE.test_fraction)):
+        counts = spread.splits[name]["identity"].value_counts().to_dict()
+        assert counts == {"a": round(20 * fraction), "b": round(20 * fraction)}, f"random is stratified: {name} {counts}"
+    assert grouped.report["groups_in_several_splits"] == 0, "grouped: no group spans splits"
+    assert grouped.report["near_pairs_across_splits"] == 0, "grouped: no near pair spans splits"
+    assert spread.report["groups_in_several_splits"] == 1, "random: the copies' group is counted as leaking"
+    per_split = pd.Series([split_of(spread)[path] for path in copies]).value_counts()
+    same_split_pairs = sum(count * (count - 1) // 2 for count in per_split)
+    assert spread.report["near_pairs_across_splits"] == 28 - same_split_pairs, (
+        f"random: each of the 28 copy pairs whose images sit in two splits is counted ({per_split.to_dict()})")
