@@ -308,6 +308,7 @@ class SplitConfig(Section):
     test_fraction: float = param(number(0, 1, low_open=True, high_open=True))
     min_images_per_identity: int = param(integer(3, 1_000_000))  # distinct images; one per split at least
     near_duplicate_max_distance: int = param(integer(0, HASH_BITS, f"bits that may differ between the {HASH_BITS}-bit perceptual hashes of near duplicates"))  # Hamming bits; <= this → same group
+    near_duplicate_min_cosine: float = param(number(0, 1, low_open=True))  # grey thumbnails (best centre-crop pair); >= this → same group
     keep_conflicts: bool = param(boolean())  # True: keep the majority identity of a conflict group
     identities: tuple[str, ...] = param(names())  # explicit subset; empty = all
     max_identities: int = param(integer(0, 1_000_000))  # first N by name; 0 = all

@@ -226,17 +226,21 @@ def split_of_rows(known: pd.DataFrame, config: SplitConfig, seed: int) -> pd.Ser
     return units.map(split_of_unit)
 
 
-def leaks(selected: pd.DataFrame, grouping: Grouping, splits: dict[str, pd.DataFrame]) -> dict[str, int]:
+def leaks(selected: pd.DataFrame, grouping: Grouping, splits: dict[str, pd.DataFrame]) -> dict:
     """Count the duplicate groups, and exact/near pairs, whose images sit in more than one split."""
     split_of_path = pd.concat([frame["path"].to_frame().assign(split=name) for name, frame in splits.items()])
     where = selected["path"].map(split_of_path.set_index("path")["split"]).to_numpy()
     placed = pd.notna(where)
     splits_per_group = pd.Series(where[placed]).groupby(selected["group"].to_numpy()[placed]).nunique()
     counts = {"groups_in_several_splits": int((splits_per_group > 1).sum())}
-    for kind, pairs in (("exact", grouping.exact_pairs), ("near", grouping.near_pairs)):
+    def crossing(pairs: np.ndarray) -> int:
         first, second = where[pairs[:, 0]], where[pairs[:, 1]]
-        crossing = placed[pairs[:, 0]] & placed[pairs[:, 1]] & (first != second)
-        counts[f"{kind}_pairs_across_splits"] = int(crossing.sum())
+        return int((placed[pairs[:, 0]] & placed[pairs[:, 1]] & (first != second)).sum())
+
+    counts["exact_pairs_across_splits"] = crossing(grouping.exact_pairs)
+    counts["near_pairs_across_splits"] = crossing(grouping.near_pairs)
+    counts["near_pairs_by_signal"] = {column: {"pairs": len(pairs), "across_splits": crossing(pairs)}
+                                      for column, pairs in grouping.signal_pairs.items()}
     return counts
 
 
@@ -256,9 +260,8 @@ def split_manifest(
     selected = select_identities(ok_rows, config).copy()
     started = time.perf_counter()
     selected_fingerprints = fingerprints_of(selected, len(manifest), image_dir, fingerprints, workers)
-    grouping = group_duplicates(
-        selected["sha256"].tolist(), selected_fingerprints, config.near_duplicate_max_distance
-    )
+    grouping = group_duplicates(selected["sha256"].tolist(), selected_fingerprints,
+                                config.near_duplicate_max_distance, config.near_duplicate_min_cosine)
     selected["group"] = grouping.group
     log.info(
         "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs) in %.1f s",

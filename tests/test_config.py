@@ -29,6 +29,8 @@ BAD_VALUES = [
     ({"split": {"identities": "bob"}}, "split.identities", "'bob'"),
     ({"split": {"near_duplicate_max_distance": 300}}, "split.near_duplicate_max_distance", "300"),
     ({"split": {"test_fraction": 0.9}}, "split.test_fraction", "0.9"),
+    ({"split": {"near_duplicate_min_cosine": 0}}, "split.near_duplicate_min_cosine", "0"),
+    ({"split": {"strategy": "stratified"}}, "split.strategy", "'stratified'"),
     ({"split": {"min_images_per_identity": 2}}, "split.min_images_per_identity", "2"),
     ({"train": {"min_learning_rate": "abc"}}, "train.min_learning_rate", "'abc'"),
     ({"train": {"learning_rate": 0}}, "train.learning_rate", "0"),

@@ -15,10 +15,10 @@ from facerec.errors import PipelineInputError
 THRESHOLD_BITS = 40  # the default near_duplicate_max_distance for 256-bit phash
 
 
-def pink_noise_image(rng: np.random.Generator, size_px: int = 48) -> Image.Image:
-    """Return an RGB image with a photo-like 1/f spectrum, so perceptual hashes are stable."""
+def pink_noise_image(rng: np.random.Generator, size_px: int = 48, power: float = 1.0) -> Image.Image:
+    """Return an RGB image with a 1/f^power amplitude spectrum (1: photo-like; 2: smooth as a portrait)."""
     radius = np.hypot(np.fft.fftfreq(size_px)[:, None], np.fft.fftfreq(size_px)[None, :])
-    amplitude = 1 / np.maximum(radius, 1 / size_px)
+    amplitude = 1 / np.maximum(radius, 1 / size_px) ** power
     channels = []
     for _ in range(3):
         field = np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random(radius.shape))))
@@ -123,12 +123,61 @@ def test_near_pairs_matches_brute_force_across_blocks():
     assert {(5, 250), (127, 130)} <= found, "planted close pairs across blocks must be found"
 
 
+def distinct_thumbnails(count: int) -> list[str]:
+    """THUMBS_COLUMN texts of `count` images whose thumbnails are orthogonal (never near duplicates)."""
+    crops, pixels = len(dedupe.CROP_SCALES), dedupe.THUMB_SIDE_PX**2
+    texts = []
+    for index in range(count):
+        vectors = np.zeros((crops, pixels), dtype=np.float32)
+        vectors[:, index * crops : (index + 1) * crops] = np.eye(crops)
+        texts.append(dedupe.encode_thumbnails(vectors))
+    return texts
+
+
+def burst_and_recrop() -> dict[str, Image.Image]:
+    """One smooth scene as a frame, the next frame (1 px shifted), a 0.8 centre re-crop and unrelated scenes."""
+    rng = np.random.default_rng(5)
+    scene = pink_noise_image(rng, 96, power=2)
+    frame = scene.crop((4, 4, 92, 92))
+    images = {"frame": frame, "next frame": scene.crop((5, 5, 93, 93)),
+              "re-crop": frame.crop((9, 9, 79, 79)).resize((88, 88), Image.Resampling.LANCZOS)}
+    for index in range(4):
+        images[f"unrelated_{index}"] = pink_noise_image(rng, 96, power=2).crop((4, 4, 92, 92))
+    return images
+
+
+def test_thumbnails_join_a_recrop_that_phash_misses_and_the_next_frame():
+    images = burst_and_recrop()
+    names = list(images)
+    fingerprints = pd.DataFrame([dedupe.fingerprint(image) for image in images.values()])
+    grouping = dedupe.group_duplicates(names, fingerprints, max_distance=THRESHOLD_BITS, min_cosine=0.97)
+    group = dict(zip(names, grouping.group.tolist()))
+    assert group["frame"] == group["next frame"] == group["re-crop"], f"re-crop and next frame join the frame: {group}"
+    assert len({group[name] for name in names if name.startswith("unrelated")} | {group["frame"]}) == 5, (
+        f"unrelated scenes stay apart from each other and from the frame: {group}")
+    phash_pairs = set(map(tuple, grouping.signal_pairs[dedupe.PHASH_COLUMN].tolist()))
+    assert (0, 2) not in phash_pairs, "the 256-bit phash alone misses the re-crop (why the thumbnails exist)"
+    assert set(map(tuple, grouping.signal_pairs[dedupe.THUMBS_COLUMN].tolist())) == {(0, 1), (0, 2), (1, 2)}, (
+        "the thumbnails find the three pairs")
+
+
+def test_thumbnail_text_round_trips_and_bad_text_is_an_input_error():
+    image = burst_and_recrop()["frame"]
+    vectors = dedupe.thumbnails(image)
+    [decoded] = dedupe.decode_thumbnails([dedupe.fingerprint(image)[dedupe.THUMBS_COLUMN]])
+    cosines = (decoded * (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))).sum(axis=1)
+    assert cosines.min() > 0.999, f"int8 hex text keeps each crop's direction: {cosines}"
+    with pytest.raises(PipelineInputError, match="hex digits each"):
+        dedupe.decode_thumbnails(["00ff"])
+
+
 def test_grouping_is_transitive_and_numbered_by_first_appearance():
     zero, one_bit, far = "0" * 16, "0" * 15 + "1", "f" * 16
     sha = ["a", "b", "c", "a", "d"]
     # Row 0 and 3 share bytes; row 2 is a near copy of row 3; rows 1 and 4 are unrelated.
-    hashes = pd.DataFrame({dedupe.PHASH_COLUMN: [zero, far, one_bit, zero, "0f" * 8]})
-    grouping = dedupe.group_duplicates(sha, hashes, max_distance=2)
+    hashes = pd.DataFrame({dedupe.PHASH_COLUMN: [zero, far, one_bit, zero, "0f" * 8],
+                           dedupe.THUMBS_COLUMN: distinct_thumbnails(5)})
+    grouping = dedupe.group_duplicates(sha, hashes, max_distance=2, min_cosine=0.97)
     assert grouping.group.tolist() == [0, 1, 0, 0, 2], "exact + near links must chain into groups"
     assert grouping.exact_pairs.tolist() == [[0, 3]], "only same-sha256 rows are exact pairs"
     assert sorted(map(tuple, grouping.near_pairs.tolist())) == [(0, 2), (2, 3)], (
@@ -138,5 +187,5 @@ def test_grouping_is_transitive_and_numbered_by_first_appearance():
 
 def test_grouping_of_nothing_is_empty():
     empty = pd.DataFrame({column: [] for column in dedupe.FINGERPRINT_COLUMNS}, dtype=str)
-    grouping = dedupe.group_duplicates([], empty, max_distance=4)
+    grouping = dedupe.group_duplicates([], empty, max_distance=4, min_cosine=0.97)
     assert len(grouping.group) == 0, "an empty selection must give no groups, not an error"

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_config
+from test_dedupe import burst_and_recrop
 from PIL import Image
 
 from facerec.dedupe import fingerprint
@@ -69,6 +70,9 @@ def dataset(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     (raw_dir / "Alice Doe" / "img_00 q60.jpg").write_bytes(reencode(Image.open(alice), 60))
     bob = Image.open(raw_dir / "bob" / "img_01.jpg").resize((40, 40), Image.LANCZOS)
     (raw_dir / "bob" / "img_01 small.jpg").write_bytes(reencode(bob, 90))
+    # A scene under Alice Doe as three files: a frame, the next frame and a re-crop.
+    for name, image in list(burst_and_recrop().items())[:3]:
+        (raw_dir / "Alice Doe" / f"scene {name}.jpg").write_bytes(reencode(image, 90))
     # carol/img_02 is also filed (re-encoded) under 李 雷, and copied once more under carol.
     carol = raw_dir / "carol" / "img_02.jpg"
     (raw_dir / "carol" / "img_02 copy.jpg").write_bytes(carol.read_bytes())
@@ -111,6 +115,8 @@ def test_planted_duplicates_share_a_split(dataset):
     alice = {where[path] for path in copies}
     assert len(alice) == 1, f"exact and re-encoded copies must land in one split: {alice}"
     assert where["bob/img_01.jpg"] == where["bob/img_01 small.jpg"], "downscaled copy stays with it"
+    scene = {where[f"Alice Doe/scene {name}.jpg"] for name in ("frame", "next frame", "re-crop")}
+    assert len(scene) == 1, f"a re-crop and the next frame of a burst land in the frame's split: {scene}"
     assert result.report["exact_duplicate_pairs"] == 2, "alice copy + carol copy are byte-identical"
     assert result.report["near_duplicate_pairs"] >= 3, "re-encoded, downscaled, conflict copies"
 
