@@ -15,6 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from facerec.errors import PipelineInputError
+from facerec.pair_index import indexed_hash_pairs, indexed_thumbnail_pairs
 from facerec.verify import open_rgb
 from facerec.workers import process_pool
 
@@ -116,7 +117,10 @@ def hashes_to_words(hashes: list[str]) -> np.ndarray:
 
 
 def near_pairs(words: np.ndarray, max_distance: int) -> np.ndarray:
-    """Return (k, 2) index pairs i < j of `words` rows whose Hamming distance is <= max_distance."""
+    """Return (k, 2) index pairs i < j of `words` rows whose Hamming distance is <= max_distance.
+
+    The all-pairs definition (n² work); the split searches through facerec.pair_index instead.
+    """
     count = len(words)
     columns = np.ascontiguousarray(words.T)  # one contiguous row per 64-bit word
     # Buffers reused across blocks: fresh 10-100 MB arrays per block cost more than the maths.
@@ -141,7 +145,10 @@ def near_pairs(words: np.ndarray, max_distance: int) -> np.ndarray:
 
 
 def thumbnail_pairs(vectors: np.ndarray, min_cosine: float) -> np.ndarray:
-    """Return (k, 2) index pairs i < j whose best crop pair of thumbnails has cosine >= min_cosine."""
+    """Return (k, 2) index pairs i < j whose best crop pair of thumbnails has cosine >= min_cosine.
+
+    The all-pairs definition (n² work); the split searches through facerec.pair_index instead.
+    """
     count, crops, _ = vectors.shape
     flat = np.ascontiguousarray(vectors.reshape(count * crops, -1))
     found = [np.empty((0, 2), dtype=np.int64)]
@@ -193,9 +200,10 @@ def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance
         return Grouping(np.empty(0, dtype=np.int64), empty, empty, dict.fromkeys(FINGERPRINT_COLUMNS, empty))
     exact = exact_pairs(sha256)
     sha = np.asarray(sha256, dtype=object)
+    hash_bytes = hashes_to_words(fingerprints[PHASH_COLUMN].tolist()).view(np.uint8)
     signal_pairs = {
-        PHASH_COLUMN: near_pairs(hashes_to_words(fingerprints[PHASH_COLUMN].tolist()), max_distance),
-        THUMBS_COLUMN: thumbnail_pairs(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine),
+        PHASH_COLUMN: indexed_hash_pairs(hash_bytes, max_distance),
+        THUMBS_COLUMN: indexed_thumbnail_pairs(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine),
     }
     signal_pairs = {column: pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]] for column, pairs in signal_pairs.items()}
     near = unique_pairs(np.concatenate(list(signal_pairs.values())))

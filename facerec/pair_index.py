@@ -1,0 +1,115 @@
+"""Near-duplicate pair search through HNSW graph indexes (faiss): about n log n work, not n².
+
+Each search asks every image for its k nearest neighbours, keeps those within the threshold and
+asks again with 4k for the images whose k-th neighbour was still within it, so a large group of
+copies is found whole. The pairs equal the all-pairs definitions in facerec.dedupe (near_pairs,
+thumbnail_pairs) whenever the graph search finds the true nearest neighbours; docs/splitting.md
+measures that on the 17.5k-image mirror.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import faiss
+import numpy as np
+from scipy.fft import dctn
+
+# Graph degree, build and search breadth: on the mirror these found every pair the all-pairs
+# search finds (docs/splitting.md), at about a third of the cost of M 16 / ef 64.
+GRAPH_NEIGHBOURS = 8
+BUILD_BREADTH = 32
+SEARCH_BREADTH = 32
+FIRST_K = 8
+# Thumbnail candidates come from their low 2-D DCT frequencies (u + v < 8, without the constant
+# term, zero after mean-centring): an orthogonal projection, so it never lengthens a distance and
+# every pair within the threshold is a candidate; the full thumbnails then decide.
+DCT_BAND = 8
+# Candidate pairs checked at once: 65k pairs of 3 × 256 float32 thumbnails are 400 MB of operands.
+VERIFY_BATCH_PAIRS = 65_536
+
+
+@contextmanager
+def single_thread():
+    """Build HNSW graphs on one thread: parallel insertion makes the graph depend on timing."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def neighbours_within(index, queries: np.ndarray, is_close: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(k, 2) (query row, indexed row) pairs whose search distance passes `is_close`, widening k as needed."""
+    pending, k = np.arange(len(queries)), FIRST_K
+    found = [np.empty((0, 2), dtype=np.int64)]
+    while len(pending):
+        k = min(k, index.ntotal)
+        index.hnsw.efSearch = max(SEARCH_BREADTH, k)
+        distances, labels = index.search(queries[pending], k)
+        close = is_close(distances) & (labels >= 0)
+        rows, columns = np.nonzero(close)
+        found.append(np.stack([pending[rows], labels[rows, columns]], axis=1))
+        # A query whose k-th neighbour is still close may have more: ask those again, wider.
+        pending = pending[close[:, -1]] if k < index.ntotal else pending[:0]
+        k *= 4
+    return np.concatenate(found).astype(np.int64)
+
+
+def as_image_pairs(vector_pairs: np.ndarray, vectors_per_image: int) -> np.ndarray:
+    """Map pairs of vector rows to sorted, unique (i < j) pairs of the images that own them."""
+    owners = vector_pairs // vectors_per_image
+    owners = owners[owners[:, 0] != owners[:, 1]]
+    owners = np.sort(owners, axis=1)
+    return np.unique(owners, axis=0) if len(owners) else owners.reshape(0, 2)
+
+
+def indexed_hash_pairs(hash_bytes: np.ndarray, max_distance: int) -> np.ndarray:
+    """(k, 2) pairs i < j of (n, bytes) uint8 hashes within `max_distance` Hamming bits."""
+    if len(hash_bytes) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    hash_bytes = np.ascontiguousarray(hash_bytes, dtype=np.uint8)
+    index = faiss.IndexBinaryHNSW(hash_bytes.shape[1] * 8, GRAPH_NEIGHBOURS)
+    index.hnsw.efConstruction = BUILD_BREADTH
+    with single_thread():
+        index.add(hash_bytes)
+    return as_image_pairs(neighbours_within(index, hash_bytes, lambda bits: bits <= max_distance), 1)
+
+
+def low_frequencies(vectors: np.ndarray) -> np.ndarray:
+    """(rows, d) square thumbnails → their orthonormal 2-D DCT coefficients with u + v < DCT_BAND, u + v > 0."""
+    side = int(round(vectors.shape[1] ** 0.5))
+    coefficients = dctn(vectors.reshape(-1, side, side), axes=(1, 2), norm="ortho")
+    u, v = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    band = (u + v < DCT_BAND) & (u + v > 0)
+    return np.ascontiguousarray(coefficients[:, band], dtype=np.float32)
+
+
+def indexed_thumbnail_pairs(thumbnails: np.ndarray, min_cosine: float) -> np.ndarray:
+    """(k, 2) pairs i < j of (n, crops, d) unit thumbnails whose best crop pair has cosine >= min_cosine."""
+    count, crops, _ = thumbnails.shape
+    if count < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    flat = thumbnails.reshape(count * crops, -1)
+    projected = low_frequencies(flat)
+    # Unit vectors: cosine >= c exactly when the squared distance is <= 2 - 2c (with float slack).
+    radius_squared = 2 - 2 * min_cosine + 1e-4
+    index = faiss.IndexHNSWFlat(projected.shape[1], GRAPH_NEIGHBOURS)
+    index.hnsw.efConstruction = BUILD_BREADTH
+    with single_thread():
+        index.add(projected)
+    candidates = as_image_pairs(neighbours_within(index, projected, lambda squared: squared <= radius_squared), crops)
+    if not len(candidates):
+        return candidates
+    keep = np.concatenate([
+        best_cosines(thumbnails, candidates[start : start + VERIFY_BATCH_PAIRS]) >= min_cosine
+        for start in range(0, len(candidates), VERIFY_BATCH_PAIRS)
+    ])
+    return candidates[keep]
+
+
+def best_cosines(thumbnails: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The best crop-pair cosine of each image pair."""
+    return np.einsum("pad,pbd->pab", thumbnails[pairs[:, 0]], thumbnails[pairs[:, 1]]).max(axis=(1, 2))
