@@ -16,11 +16,11 @@ import faiss
 import numpy as np
 from scipy.fft import dctn
 
-# Graph degree, build and search breadth: on the mirror these found every pair the all-pairs
-# search finds (docs/splitting.md), at about a third of the cost of M 16 / ef 64.
-GRAPH_NEIGHBOURS = 8
-BUILD_BREADTH = 32
-SEARCH_BREADTH = 32
+# Graph degree, build and search breadth per signal, the smallest that found every pair of the
+# all-pairs search on the mirror (docs/splitting.md). 256 hash bits are hard to navigate (8 / 32 /
+# 32 missed 47 of 767 phash pairs); the 35 DCT coefficients of the thumbnails are easy.
+HASH_GRAPH = {"neighbours": 16, "build_breadth": 64, "search_breadth": 64}
+THUMBNAIL_GRAPH = {"neighbours": 8, "build_breadth": 32, "search_breadth": 32}
 FIRST_K = 8
 # Thumbnail candidates come from their low 2-D DCT frequencies (u + v < 8, without the constant
 # term, zero after mean-centring): an orthogonal projection, so it never lengthens a distance and
@@ -41,13 +41,22 @@ def single_thread():
         faiss.omp_set_num_threads(threads)
 
 
-def neighbours_within(index, queries: np.ndarray, is_close: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def built(index, vectors: np.ndarray, graph: dict[str, int]):
+    """`index` with `vectors` added under the graph's build breadth, on one thread."""
+    index.hnsw.efConstruction = graph["build_breadth"]
+    with single_thread():
+        index.add(vectors)
+    return index
+
+
+def neighbours_within(index, queries: np.ndarray, is_close: Callable[[np.ndarray], np.ndarray],
+                      search_breadth: int) -> np.ndarray:
     """(k, 2) (query row, indexed row) pairs whose search distance passes `is_close`, widening k as needed."""
     pending, k = np.arange(len(queries)), FIRST_K
     found = [np.empty((0, 2), dtype=np.int64)]
     while len(pending):
         k = min(k, index.ntotal)
-        index.hnsw.efSearch = max(SEARCH_BREADTH, k)
+        index.hnsw.efSearch = max(search_breadth, k)
         distances, labels = index.search(queries[pending], k)
         close = is_close(distances) & (labels >= 0)
         rows, columns = np.nonzero(close)
@@ -71,11 +80,9 @@ def indexed_hash_pairs(hash_bytes: np.ndarray, max_distance: int) -> np.ndarray:
     if len(hash_bytes) < 2:
         return np.empty((0, 2), dtype=np.int64)
     hash_bytes = np.ascontiguousarray(hash_bytes, dtype=np.uint8)
-    index = faiss.IndexBinaryHNSW(hash_bytes.shape[1] * 8, GRAPH_NEIGHBOURS)
-    index.hnsw.efConstruction = BUILD_BREADTH
-    with single_thread():
-        index.add(hash_bytes)
-    return as_image_pairs(neighbours_within(index, hash_bytes, lambda bits: bits <= max_distance), 1)
+    index = built(faiss.IndexBinaryHNSW(hash_bytes.shape[1] * 8, HASH_GRAPH["neighbours"]), hash_bytes, HASH_GRAPH)
+    pairs = neighbours_within(index, hash_bytes, lambda bits: bits <= max_distance, HASH_GRAPH["search_breadth"])
+    return as_image_pairs(pairs, 1)
 
 
 def low_frequencies(vectors: np.ndarray) -> np.ndarray:
@@ -96,11 +103,10 @@ def indexed_thumbnail_pairs(thumbnails: np.ndarray, min_cosine: float) -> np.nda
     projected = low_frequencies(flat)
     # Unit vectors: cosine >= c exactly when the squared distance is <= 2 - 2c (with float slack).
     radius_squared = 2 - 2 * min_cosine + 1e-4
-    index = faiss.IndexHNSWFlat(projected.shape[1], GRAPH_NEIGHBOURS)
-    index.hnsw.efConstruction = BUILD_BREADTH
-    with single_thread():
-        index.add(projected)
-    candidates = as_image_pairs(neighbours_within(index, projected, lambda squared: squared <= radius_squared), crops)
+    index = built(faiss.IndexHNSWFlat(projected.shape[1], THUMBNAIL_GRAPH["neighbours"]), projected, THUMBNAIL_GRAPH)
+    close = neighbours_within(index, projected, lambda squared: squared <= radius_squared,
+                              THUMBNAIL_GRAPH["search_breadth"])
+    candidates = as_image_pairs(close, crops)
     if not len(candidates):
         return candidates
     keep = np.concatenate([
