@@ -28,10 +28,11 @@ def _run(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _params(project: Path, **faces) -> None:
-    # The variants of one portrait look alike to the perceptual hash; keep them as distinct images.
+    # The variants of one portrait are re-crops of one photo to both duplicate signals; keep them distinct.
     write_params(project, tiny_params(download={"source": str(project / "photos")},
                                       faces={"detector": "mtcnn", "crop_size_px": 64, **faces},
-                                      split={"min_images_per_identity": 3, "near_duplicate_max_distance": 0}))
+                                      split={"min_images_per_identity": 3, "near_duplicate_max_distance": 0,
+                                             "near_duplicate_min_cosine": 1.0}))
 
 
 @pytest.fixture(scope="module")
