@@ -226,22 +226,26 @@ def split_of_rows(known: pd.DataFrame, config: SplitConfig, seed: int) -> pd.Ser
     return units.map(split_of_unit)
 
 
+def pairs_across(pairs: np.ndarray, where: np.ndarray) -> int:
+    """How many of the (k, 2) row pairs have both rows in a split, and not the same one."""
+    first, second = where[pairs[:, 0]], where[pairs[:, 1]]
+    return int((pd.notna(first) & pd.notna(second) & (first != second)).sum())
+
+
 def leaks(selected: pd.DataFrame, grouping: Grouping, splits: dict[str, pd.DataFrame]) -> dict:
     """Count the duplicate groups, and exact/near pairs, whose images sit in more than one split."""
     split_of_path = pd.concat([frame["path"].to_frame().assign(split=name) for name, frame in splits.items()])
+    # Split name per selected row (positions as in the pairs); NaN for rows no split kept.
     where = selected["path"].map(split_of_path.set_index("path")["split"]).to_numpy()
     placed = pd.notna(where)
     splits_per_group = pd.Series(where[placed]).groupby(selected["group"].to_numpy()[placed]).nunique()
-    counts = {"groups_in_several_splits": int((splits_per_group > 1).sum())}
-    def crossing(pairs: np.ndarray) -> int:
-        first, second = where[pairs[:, 0]], where[pairs[:, 1]]
-        return int((placed[pairs[:, 0]] & placed[pairs[:, 1]] & (first != second)).sum())
-
-    counts["exact_pairs_across_splits"] = crossing(grouping.exact_pairs)
-    counts["near_pairs_across_splits"] = crossing(grouping.near_pairs)
-    counts["near_pairs_by_signal"] = {column: {"pairs": len(pairs), "across_splits": crossing(pairs)}
-                                      for column, pairs in grouping.signal_pairs.items()}
-    return counts
+    return {
+        "groups_in_several_splits": int((splits_per_group > 1).sum()),
+        "exact_pairs_across_splits": pairs_across(grouping.exact_pairs, where),
+        "near_pairs_across_splits": pairs_across(grouping.near_pairs, where),
+        "near_pairs_by_signal": {column: {"pairs": len(pairs), "across_splits": pairs_across(pairs, where)}
+                                 for column, pairs in grouping.signal_pairs.items()},
+    }
 
 
 def split_manifest(
