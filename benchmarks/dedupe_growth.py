@@ -26,10 +26,8 @@ from PIL import Image, ImageEnhance
 
 from benchmarks.common import DEFAULT_MIRROR, load_average
 from facerec.config import load_config
-from facerec.dedupe import (
-    PHASH_COLUMN, THUMBS_COLUMN, compute_fingerprints, decode_thumbnails, hashes_to_words, near_pairs,
-    thumbnail_pairs,
-)
+from facerec.dedupe import near_pairs, thumbnail_pairs
+from facerec.fingerprints import PHASH_COLUMN, THUMBS_COLUMN, compute_fingerprints, decode_thumbnails, hashes_to_words
 from facerec.pair_index import indexed_hash_pairs, indexed_thumbnail_pairs
 from facerec.split import split_manifest
 

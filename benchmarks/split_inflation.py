@@ -24,7 +24,7 @@ from benchmarks.common import DEFAULT_MIRROR, load_average
 from benchmarks.train_real_faces import TimeBudget, extract_identities
 from facerec.config import load_config
 from facerec.data import make_dataset
-from facerec.dedupe import compute_fingerprints
+from facerec.fingerprints import compute_fingerprints
 from facerec.evaluation import wilson_interval
 from facerec.model import build_model
 from facerec.runtime import configure_determinism

@@ -2,118 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from facerec.errors import PipelineInputError
+from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words
 from facerec.pair_index import indexed_hash_pairs, indexed_thumbnail_pairs
-from facerec.verify import open_rgb
-from facerec.workers import process_pool
 
-log = logging.getLogger(__name__)
-
-# The near-duplicate signals of one image, each a manifest column of hex text. The download stage
-# stores them while it decodes each image; the split recomputes them when absent (old manifests,
-# aligned face crops).
-PHASH_COLUMN = "phash256"
-THUMBS_COLUMN = "thumbs16"
-FINGERPRINT_COLUMNS: tuple[str, ...] = (PHASH_COLUMN, THUMBS_COLUMN)
-# phash separated different faces best; 16 × 16 = 256 bits (64 bits confused different faces,
-# docs/splitting.md), the range facerec.config allows split.near_duplicate_max_distance in.
-PHASH_SIZE = 16
-# The crop- and scale-tolerant signal: mean-centred grey 16 × 16 thumbnails of the centred crops
-# keeping these shares of width and height, compared by cosine, best crop pair counting. A re-crop
-# of a photo matches one of the other's crops; 16 px blurs away the shift of a burst frame.
-THUMB_SIDE_PX = 16
-CROP_SCALES = (1.0, 0.8, 0.7)
-# Below this many images a process pool costs more to start than it saves.
-SERIAL_BELOW_IMAGES = 256
 # Rows of the pairwise distance matrix computed at once: 128 x 17.5k uint64 is an 18 MB buffer.
 PAIR_BLOCK_ROWS = 128
-
-
-def thumbnails(image: Image.Image) -> np.ndarray:
-    """(len(CROP_SCALES), THUMB_SIDE_PX²) unit vectors: each centred crop's mean-centred grey thumbnail."""
-    grey = image.convert("L")
-    width, height = grey.size
-    vectors = []
-    for scale in CROP_SCALES:
-        margin_x, margin_y = width * (1 - scale) / 2, height * (1 - scale) / 2
-        box = (margin_x, margin_y, width - margin_x, height - margin_y)
-        thumb = grey.resize((THUMB_SIDE_PX, THUMB_SIDE_PX), Image.Resampling.LANCZOS, box=box)
-        vector = np.asarray(thumb, dtype=np.float32).ravel()
-        vectors.append(vector - vector.mean())
-    return np.stack(vectors)
-
-
-def encode_thumbnails(vectors: np.ndarray) -> str:
-    """Hex text of the thumbnails as int8, each scaled to its largest magnitude (cosine ignores scale)."""
-    peak = np.abs(vectors).max(axis=1, keepdims=True)
-    return np.round(vectors / np.maximum(peak, 1e-6) * 127).astype(np.int8).tobytes().hex()
-
-
-def decode_thumbnails(texts: list[str]) -> np.ndarray:
-    """Parse THUMBS_COLUMN texts into an (n, crops, THUMB_SIDE_PX²) float32 array of unit vectors."""
-    width = len(CROP_SCALES) * THUMB_SIDE_PX**2
-    try:
-        raw = b"".join(bytes.fromhex(text) for text in texts)
-    except (TypeError, ValueError) as error:
-        raise PipelineInputError(f"{THUMBS_COLUMN} values must be hex text: {error}") from error
-    if len(raw) != len(texts) * width:
-        raise PipelineInputError(f"{THUMBS_COLUMN} values must be {2 * width} hex digits each; "
-                                 "rerun `dvc repro download` to recompute them")
-    vectors = np.frombuffer(raw, dtype=np.int8).astype(np.float32).reshape(len(texts), len(CROP_SCALES), -1)
-    # A flat grey image has no direction: its zero vector matches nothing.
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-6)
-
-
-def fingerprint(image: Image.Image) -> dict[str, str]:
-    """Return every near-duplicate signal of one decoded RGB image, as hex text per column."""
-    return {PHASH_COLUMN: str(imagehash.phash(image, hash_size=PHASH_SIZE)),
-            THUMBS_COLUMN: encode_thumbnails(thumbnails(image))}
-
-
-def fingerprint_file(path: Path) -> dict[str, str]:
-    """Decode one image file upright as RGB and return its fingerprint."""
-    try:
-        image = open_rgb(path)
-    except (OSError, ValueError) as error:
-        raise PipelineInputError(f"cannot decode {path} for duplicate search: {error}") from error
-    return fingerprint(image)
-
-
-def compute_fingerprints(paths: list[Path], workers: int | None = None) -> pd.DataFrame:
-    """Fingerprint every image in `paths` (rows in path order), on all cores unless `workers` says."""
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(paths) < SERIAL_BELOW_IMAGES:
-        rows = [fingerprint_file(path) for path in paths]
-    else:
-        # Large chunks: each image takes about a millisecond, so IPC would dominate otherwise.
-        chunk_size = max(1, len(paths) // (workers * 8))
-        with process_pool(workers) as pool:
-            rows = list(pool.map(fingerprint_file, paths, chunksize=chunk_size))
-    return pd.DataFrame(rows, columns=list(FINGERPRINT_COLUMNS), dtype=str)
-
-
-def hashes_to_words(hashes: list[str]) -> np.ndarray:
-    """Parse equal-length hex hashes into an (n, bits / 64) uint64 array."""
-    lengths = {len(text) for text in hashes if isinstance(text, str)}
-    if len(hashes) and (len(lengths) != 1 or lengths.pop() % 16):
-        raise PipelineInputError("perceptual hashes must be hex strings of one length, 64·k bits")
-    try:
-        raw = b"".join(bytes.fromhex(text) for text in hashes)
-    except (TypeError, ValueError) as error:
-        raise PipelineInputError(f"perceptual hashes must be hex strings: {error}") from error
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hashes), -1)
 
 
 def near_pairs(words: np.ndarray, max_distance: int) -> np.ndarray:

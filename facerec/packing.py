@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from facerec.dedupe import FINGERPRINT_COLUMNS, fingerprint
+from facerec.fingerprints import FINGERPRINT_COLUMNS, fingerprint
 from facerec.verify import DatasetFiles, inspect_files, upright_rgb
 
 # The earliest date a zip can hold: member dates then say nothing about when the download ran.

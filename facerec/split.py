@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from facerec.config import SplitConfig, as_plain_dict
-from facerec.dedupe import FINGERPRINT_COLUMNS, Grouping, compute_fingerprints, group_duplicates
+from facerec.dedupe import Grouping, group_duplicates
+from facerec.fingerprints import FINGERPRINT_COLUMNS, compute_fingerprints
 from facerec.errors import PipelineInputError
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ def split_manifest(
 ) -> SplitResult:
     """Group duplicates, drop conflicts, hold out unknowns and split the rest by identity.
 
-    `fingerprints` (facerec.dedupe.FINGERPRINT_COLUMNS), when given, has one row per row of
+    `fingerprints` (facerec.fingerprints.FINGERPRINT_COLUMNS), when given, has one row per row of
     `manifest` (rows of non-ok images are ignored); otherwise the selected images under
     `image_dir` are fingerprinted here by `workers` processes (None: every core).
     """

@@ -10,7 +10,7 @@ import pandas as pd
 
 from facerec.atomic import atomic_dir, write_csv, write_json
 from facerec.config import load_config
-from facerec.dedupe import FINGERPRINT_COLUMNS
+from facerec.fingerprints import FINGERPRINT_COLUMNS
 from facerec.face_data import drop_faceless, image_root
 from facerec.manifests import read_faces, read_manifest
 from facerec.split import split_manifest, split_metrics

@@ -156,7 +156,7 @@ def test_fine_tune_layer_names_are_resnet50s():
 
 
 def test_limits_match_the_modules_they_describe():
-    from facerec.dedupe import PHASH_SIZE
+    from facerec.fingerprints import PHASH_SIZE
     from facerec.synthetic import IDENTITY_NAMES
 
     assert PHASH_SIZE**2 == config_module.HASH_BITS, "near_duplicate_max_distance is bounded by the hash's bits"

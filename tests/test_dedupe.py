@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from facerec import dedupe
+from facerec import fingerprints as signals
 from facerec.errors import PipelineInputError
 
 THRESHOLD_BITS = 40  # the default near_duplicate_max_distance for 256-bit phash
@@ -59,7 +60,7 @@ def hamming(first: str, second: str) -> int:
 
 def phashes(paths) -> list[str]:
     """The 256-bit phash column of compute_fingerprints for `paths`."""
-    return dedupe.compute_fingerprints(paths, workers=1)[dedupe.PHASH_COLUMN].tolist()
+    return signals.compute_fingerprints(paths, workers=1)[signals.PHASH_COLUMN].tolist()
 
 
 def test_near_copies_are_close_and_unrelated_images_far(image_files):
@@ -77,32 +78,32 @@ def test_near_copies_are_close_and_unrelated_images_far(image_files):
 
 def test_fingerprint_of_a_decoded_image_equals_the_files(image_files):
     path = image_files["unrelated_3"]
-    [from_file] = dedupe.compute_fingerprints([path], workers=1).to_dict("records")
+    [from_file] = signals.compute_fingerprints([path], workers=1).to_dict("records")
     with Image.open(path) as image:
-        from_image = dedupe.fingerprint(image.convert("RGB"))
+        from_image = signals.fingerprint(image.convert("RGB"))
     assert from_image == from_file, "the download stage's in-pass fingerprint must equal the split's"
-    assert list(from_image) == list(dedupe.FINGERPRINT_COLUMNS), "one hex text per fingerprint column"
+    assert list(from_image) == list(signals.FINGERPRINT_COLUMNS), "one hex text per fingerprint column"
 
 
 def test_parallel_fingerprinting_matches_serial_and_keeps_order(image_files, monkeypatch):
     paths = [image_files[f"unrelated_{index}"] for index in range(6)] * 3
-    serial = dedupe.compute_fingerprints(paths, workers=1)
-    monkeypatch.setattr(dedupe, "SERIAL_BELOW_IMAGES", 0)  # force the process pool on tiny input
-    parallel = dedupe.compute_fingerprints(paths, workers=2)
-    assert list(serial.columns) == list(dedupe.FINGERPRINT_COLUMNS), "columns are FINGERPRINT_COLUMNS"
+    serial = signals.compute_fingerprints(paths, workers=1)
+    monkeypatch.setattr(signals, "SERIAL_BELOW_IMAGES", 0)  # force the process pool on tiny input
+    parallel = signals.compute_fingerprints(paths, workers=2)
+    assert list(serial.columns) == list(signals.FINGERPRINT_COLUMNS), "columns are FINGERPRINT_COLUMNS"
     assert parallel.equals(serial), "the process pool must return the same fingerprints in input order"
 
 
 def test_undecodable_image_names_the_file(image_files):
     with pytest.raises(PipelineInputError, match="broken.jpg"):
-        dedupe.compute_fingerprints([image_files["broken"]])
+        signals.compute_fingerprints([image_files["broken"]])
 
 
 def test_malformed_hash_text_is_an_input_error():
     with pytest.raises(PipelineInputError, match="hex"):
-        dedupe.hashes_to_words(["zz" * 8])
+        signals.hashes_to_words(["zz" * 8])
     with pytest.raises(PipelineInputError, match="one length"):
-        dedupe.hashes_to_words(["0" * 16, "0" * 64])
+        signals.hashes_to_words(["0" * 16, "0" * 64])
 
 
 def test_near_pairs_matches_brute_force_across_blocks():
@@ -125,12 +126,12 @@ def test_near_pairs_matches_brute_force_across_blocks():
 
 def distinct_thumbnails(count: int) -> list[str]:
     """THUMBS_COLUMN texts of `count` images whose thumbnails are orthogonal (never near duplicates)."""
-    crops, pixels = len(dedupe.CROP_SCALES), dedupe.THUMB_SIDE_PX**2
+    crops, pixels = len(signals.CROP_SCALES), signals.THUMB_SIDE_PX**2
     texts = []
     for index in range(count):
         vectors = np.zeros((crops, pixels), dtype=np.float32)
         vectors[:, index * crops : (index + 1) * crops] = np.eye(crops)
-        texts.append(dedupe.encode_thumbnails(vectors))
+        texts.append(signals.encode_thumbnails(vectors))
     return texts
 
 
@@ -149,34 +150,34 @@ def burst_and_recrop() -> dict[str, Image.Image]:
 def test_thumbnails_join_a_recrop_that_phash_misses_and_the_next_frame():
     images = burst_and_recrop()
     names = list(images)
-    fingerprints = pd.DataFrame([dedupe.fingerprint(image) for image in images.values()])
+    fingerprints = pd.DataFrame([signals.fingerprint(image) for image in images.values()])
     grouping = dedupe.group_duplicates(names, fingerprints, max_distance=THRESHOLD_BITS, min_cosine=0.97)
     group = dict(zip(names, grouping.group.tolist()))
     assert group["frame"] == group["next frame"] == group["re-crop"], f"re-crop and next frame join the frame: {group}"
     assert len({group[name] for name in names if name.startswith("unrelated")} | {group["frame"]}) == 5, (
         f"unrelated scenes stay apart from each other and from the frame: {group}")
-    phash_pairs = set(map(tuple, grouping.signal_pairs[dedupe.PHASH_COLUMN].tolist()))
+    phash_pairs = set(map(tuple, grouping.signal_pairs[signals.PHASH_COLUMN].tolist()))
     assert (0, 2) not in phash_pairs, "the 256-bit phash alone misses the re-crop (why the thumbnails exist)"
-    assert set(map(tuple, grouping.signal_pairs[dedupe.THUMBS_COLUMN].tolist())) == {(0, 1), (0, 2), (1, 2)}, (
+    assert set(map(tuple, grouping.signal_pairs[signals.THUMBS_COLUMN].tolist())) == {(0, 1), (0, 2), (1, 2)}, (
         "the thumbnails find the three pairs")
 
 
 def test_thumbnail_text_round_trips_and_bad_text_is_an_input_error():
     image = burst_and_recrop()["frame"]
-    vectors = dedupe.thumbnails(image)
-    [decoded] = dedupe.decode_thumbnails([dedupe.fingerprint(image)[dedupe.THUMBS_COLUMN]])
+    vectors = signals.thumbnails(image)
+    [decoded] = signals.decode_thumbnails([signals.fingerprint(image)[signals.THUMBS_COLUMN]])
     cosines = (decoded * (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))).sum(axis=1)
     assert cosines.min() > 0.999, f"int8 hex text keeps each crop's direction: {cosines}"
     with pytest.raises(PipelineInputError, match="hex digits each"):
-        dedupe.decode_thumbnails(["00ff"])
+        signals.decode_thumbnails(["00ff"])
 
 
 def test_grouping_is_transitive_and_numbered_by_first_appearance():
     zero, one_bit, far = "0" * 16, "0" * 15 + "1", "f" * 16
     sha = ["a", "b", "c", "a", "d"]
     # Row 0 and 3 share bytes; row 2 is a near copy of row 3; rows 1 and 4 are unrelated.
-    hashes = pd.DataFrame({dedupe.PHASH_COLUMN: [zero, far, one_bit, zero, "0f" * 8],
-                           dedupe.THUMBS_COLUMN: distinct_thumbnails(5)})
+    hashes = pd.DataFrame({signals.PHASH_COLUMN: [zero, far, one_bit, zero, "0f" * 8],
+                           signals.THUMBS_COLUMN: distinct_thumbnails(5)})
     grouping = dedupe.group_duplicates(sha, hashes, max_distance=2, min_cosine=0.97)
     assert grouping.group.tolist() == [0, 1, 0, 0, 2], "exact + near links must chain into groups"
     assert grouping.exact_pairs.tolist() == [[0, 3]], "only same-sha256 rows are exact pairs"
@@ -186,6 +187,6 @@ def test_grouping_is_transitive_and_numbered_by_first_appearance():
 
 
 def test_grouping_of_nothing_is_empty():
-    empty = pd.DataFrame({column: [] for column in dedupe.FINGERPRINT_COLUMNS}, dtype=str)
+    empty = pd.DataFrame({column: [] for column in signals.FINGERPRINT_COLUMNS}, dtype=str)
     grouping = dedupe.group_duplicates([], empty, max_distance=4, min_cosine=0.97)
     assert len(grouping.group) == 0, "an empty selection must give no groups, not an error"

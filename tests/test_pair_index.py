@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facerec import dedupe, pair_index
+from facerec import fingerprints as signals
 
 
 def as_set(pairs: np.ndarray) -> set[tuple[int, int]]:
@@ -28,7 +29,7 @@ def test_hash_index_finds_exactly_the_all_pairs_result():
 
 def smooth_thumbnails(rng: np.random.Generator, count: int) -> np.ndarray:
     """(count, crops, 256) mean-centred unit vectors of smooth random 16 × 16 images."""
-    crops = len(dedupe.CROP_SCALES)
+    crops = len(signals.CROP_SCALES)
     frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(16), np.fft.fftfreq(16)))
     spectrum = rng.standard_normal((count, crops, 16, 16)) / np.maximum(frequency, 1 / 16) ** 2
     vectors = np.real(np.fft.ifft2(spectrum)).reshape(count, crops, 256).astype(np.float32)

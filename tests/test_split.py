@@ -18,7 +18,7 @@ from conftest import tiny_config
 from test_dedupe import burst_and_recrop
 from PIL import Image
 
-from facerec.dedupe import fingerprint
+from facerec.fingerprints import fingerprint
 from facerec.errors import PipelineInputError
 from facerec.split import split_manifest
 
