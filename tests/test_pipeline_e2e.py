@@ -117,7 +117,8 @@ def test_two_experiments_compare_at_a_glance(repo):
 
     _sh(repo, "dvc", "exp", "run", "-n", "higher-rate", "-S", "train.learning_rate=0.01")
     # The README's comparison, in a terminal 120 columns wide and without a pager.
-    table = run_in_terminal(repo, ["dvc", "exp", "show", "--only-changed", "--no-pager"], columns=120)
+    table = run_in_terminal(repo, ["dvc", "exp", "show", "--only-changed", "--keep", "^accuracy$", "--no-pager"],
+                            columns=120)
     experiments = [experiment for commit in json.loads(_sh(repo, "dvc", "exp", "show", "--json"))
                    for experiment in commit.get("experiments") or []]
     # As exp show prints them: rounded to 5 decimals, without a trailing ".0" (0.0 prints as 0).
