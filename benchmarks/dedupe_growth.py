@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -62,7 +63,10 @@ def augment(task: tuple[str, str, int]) -> None:
     image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.75, 1.25))
     image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.75, 1.25))
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    image.save(target, "JPEG", quality=int(rng.integers(75, 95)))
+    # Written aside, then renamed: an interrupted run must not leave a half image a rerun would keep.
+    partial = f"{target}.partial"
+    image.save(partial, "JPEG", quality=int(rng.integers(75, 95)))
+    os.replace(partial, target)
 
 
 def synthesise(raw_dir: Path, work_dir: Path, copies: int, workers: int) -> dict[int, Path]:
