@@ -168,6 +168,23 @@ class EpochAlignedLive(DVCLiveCallback):
         """Leave live.end() to the caller: one Live spans both fit() calls."""
 
 
+def drop_unreadable_summary(live_dir: Path) -> None:
+    """Delete DVCLive's metrics.json when it does not parse, so Live(resume=True) can start.
+
+    DVCLive rewrites it in place after every epoch: a run killed mid-write leaves it empty and
+    every later resume failed on it. Without it DVCLive resumes from its .tsv rows, and the next
+    epoch writes a whole summary again.
+    """
+    summary = Path(live_dir) / "metrics.json"
+    try:
+        json.loads(summary.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except ValueError:
+        log.warning("DVCLive's %s was cut off by the interruption; it is rewritten after the next epoch", summary)
+        summary.unlink()
+
+
 def drop_rows_from(metrics_dir: Path, first_step: int) -> None:
     """Delete DVCLive rows at or after `first_step` from every metrics .tsv under `metrics_dir`."""
     for tsv in metrics_dir.rglob("*.tsv"):

@@ -33,7 +33,13 @@ from facerec.runtime import (
 )
 from facerec.resume import code_digests, library_versions
 from facerec.stage_runner import run_stage
-from facerec.training import EpochAlignedLive, balanced_class_weights, fit_phases, open_backup
+from facerec.training import (
+    EpochAlignedLive,
+    balanced_class_weights,
+    drop_unreadable_summary,
+    fit_phases,
+    open_backup,
+)
 from facerec.worker_input import training_input
 
 log = logging.getLogger("facerec.train")
@@ -112,6 +118,8 @@ def main() -> None:
     # Curves of the run in progress live with its backup; the last completed run's stay in
     # live_dir until this one completes, so a failed or killed run never costs them.
     staged_live_dir = backup_dir / "dvclive"
+    if resuming:
+        drop_unreadable_summary(staged_live_dir)
     live = Live(dir=str(staged_live_dir), dvcyaml=None, save_dvc_exp=False, resume=resuming)
 
     started = time.monotonic()

@@ -20,6 +20,7 @@ from facerec.training import (
     balanced_class_weights,
     compile_model,
     drop_rows_from,
+    drop_unreadable_summary,
     fit_phases,
     open_backup,
     steps_per_execution_for,
@@ -194,3 +195,17 @@ def test_jit_compile_is_really_on_or_refused():
     rotating = keras.Model(inputs, stand_in_model()(keras.layers.RandomRotation(0.1)(inputs)))
     with pytest.raises(ParamsError, match=r"train.jit_compile = true.*RandomRotation.*set train.jit_compile = false"):
         compile_model(rotating, 1e-3, replace(SCHEDULE, jit_compile=True, deterministic=False))
+
+
+def test_a_summary_cut_off_by_a_kill_does_not_block_the_resume(tmp_path):
+    live = Live(dir=str(tmp_path / "dvclive"), dvcyaml=None, save_dvc_exp=False)
+    live.log_metric("loss", 0.5)
+    live.next_step()
+    live.end()
+    (tmp_path / "dvclive" / "metrics.json").write_text("", encoding="utf-8")  # killed while DVCLive rewrote it
+    drop_unreadable_summary(tmp_path / "dvclive")
+    resumed = Live(dir=str(tmp_path / "dvclive"), dvcyaml=None, save_dvc_exp=False, resume=True)
+    assert (tmp_path / "dvclive/plots/metrics/loss.tsv").is_file(), "the logged rows stay"
+    resumed.end()
+    drop_unreadable_summary(tmp_path / "dvclive")
+    assert (tmp_path / "dvclive" / "metrics.json").is_file(), "a whole summary is left alone"
