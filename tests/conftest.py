@@ -68,3 +68,19 @@ def synthetic_root(tmp_path_factory) -> Path:
     """4 identities × 12 images at 48 px in the Kaggle layout (pins_<Name>/<file>.jpg)."""
     root = tmp_path_factory.mktemp("synthetic") / "105_classes_pins_dataset"
     return generate_synthetic_dataset(root, identities=4, images_per_identity=12, image_size_px=48, seed=0)
+
+
+# The tiny trained model project (tests/trained_model.py) and its loaded classifier, for the
+# evaluate, predict, enrolment and export tests; a module that means another project defines its own.
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, synthetic_root) -> Path:
+    from trained_model import trained_project
+
+    return trained_project(tmp_path_factory, synthetic_root)
+
+
+@pytest.fixture(scope="module")
+def classifier(project):
+    from facerec.predict import load_classifier
+
+    return load_classifier(project / "models" / "model.keras")

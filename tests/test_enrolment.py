@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluation import trained_project
 
 from facerec.gallery import (
     Gallery,
@@ -19,18 +18,6 @@ from facerec.gallery import (
     read_gallery,
     write_gallery,
 )
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, synthetic_root) -> Path:
-    return trained_project(tmp_path_factory, synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def classifier(project):
-    from facerec.predict import load_classifier
-
-    return load_classifier(project / "models/model.keras")
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_params, write_params
-from test_evaluation import IMAGE_PX, trained_project
+from trained_model import IMAGE_PX
 
 EXPORT_PARAMS = {"formats": ["saved_model", "tflite", "onnx"], "tflite_quantization": "dynamic_range",
                  "timing_images": 4, "throughput_batch_size": 4}
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, synthetic_root) -> Path:
-    return trained_project(tmp_path_factory, synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def classifier(project):
-    from facerec.predict import load_classifier
-
-    return load_classifier(project / "models/model.keras")
 
 
 @pytest.fixture(scope="module")

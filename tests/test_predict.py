@@ -8,23 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_evaluation import trained_project
 
 import facerec.predict
 from facerec.open_set import model_digest
 from facerec.predict import main
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, synthetic_root) -> Path:
-    return trained_project(tmp_path_factory, synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def classifier(project):
-    from facerec.predict import load_classifier
-
-    return load_classifier(project / "models/model.keras")
 
 
 @pytest.fixture()

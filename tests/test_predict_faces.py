@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from real_faces import GROUP_FACE_COLUMNS, grace_hopper, group_photo, no_face_photo
-from test_evaluation import trained_project
+from trained_model import trained_project
 
 from conftest import PROJECT_ROOT
 from facerec.config import FacesConfig, read_params
