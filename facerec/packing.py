@@ -12,19 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
-
-from facerec.fingerprints import FINGERPRINT_COLUMNS, fingerprint
-from facerec.verify import DatasetFiles, inspect_files, upright_rgb
+from facerec.fingerprints import FINGERPRINT_COLUMNS, GREY_DRAFT_MODE, fingerprint
+from facerec.verify import DatasetFiles, inspect_files
 
 # The earliest date a zip can hold: member dates then say nothing about when the download ran.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 MEMBER_MODE = 0o100644  # a regular file, readable by all
-
-
-def fingerprint_decoded(image: Image.Image) -> dict[str, str]:
-    """The near-duplicate signals of a decoded image, upright as RGB as every later reader sees it."""
-    return fingerprint(upright_rgb(image))
 
 
 def member_info(relative: str) -> zipfile.ZipInfo:
@@ -40,6 +33,7 @@ def pack_dataset(files: DatasetFiles, packed_path: Path, *, min_side_px: int,
                  workers: int | None = None) -> pd.DataFrame:
     """Write every readable file into `packed_path` while verifying and fingerprinting it; return the manifest."""
     with zipfile.ZipFile(packed_path, "w", zipfile.ZIP_STORED) as packed:
-        return inspect_files(files, min_side_px=min_side_px, workers=workers, describe=fingerprint_decoded,
+        return inspect_files(files, min_side_px=min_side_px, workers=workers, describe=fingerprint,
+                             draft_mode=GREY_DRAFT_MODE,
                              extra_columns=FINGERPRINT_COLUMNS,
                              on_bytes=lambda relative, data: packed.writestr(member_info(relative), data))

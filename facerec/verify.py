@@ -63,8 +63,12 @@ def _strict_pillow() -> Iterator[None]:
 
 
 def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None,
-            describe: Describe | None = None) -> tuple[tuple, dict[str, str]]:
-    """Fully decode an open file: ((width, height, mode, format, status), describe(image) if it is ok)."""
+            describe: Describe | None = None, draft_mode: str | None = None) -> tuple[tuple, dict[str, str]]:
+    """Fully decode an open file: ((width, height, mode, format, status), describe(image) if it is ok).
+
+    `draft_mode` lets a JPEG decode straight to that mode at full size (Pillow's draft): the
+    header's mode is recorded first, and libjpeg still reads every scan, so damage fails alike.
+    """
     head = handle.read(32)
     handle.seek(0)
     with _strict_pillow():
@@ -84,6 +88,8 @@ def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None,
                 return (*header, "too_large"), {}
             if not _tf_can_decode(image, head):
                 return (*header, "unsupported_format"), {}  # training would stop on it mid-epoch
+            if draft_mode:
+                image.draft(draft_mode, image.size)
             try:
                 image.load()
             except Exception:  # any decoder failure means the pixels cannot be trusted
@@ -94,7 +100,8 @@ def _decode(handle: BinaryIO, min_side_px: int, max_pixels: int | None,
 
 
 def _inspect(task: tuple[str, str | None], read: Callable[[str], bytes], min_side_px: int,
-             max_pixels: int | None, describe: Describe | None, keep_bytes: bool) -> tuple:
+             max_pixels: int | None, describe: Describe | None, draft_mode: str | None,
+             keep_bytes: bool) -> tuple:
     """Hash and decode one file: ((bytes, sha256, width, height, mode, format, status), extras, data)."""
     location, place_status = task
     if place_status in ("symlink", "non_utf8_name"):
@@ -109,7 +116,7 @@ def _inspect(task: tuple[str, str | None], read: Callable[[str], bytes], min_sid
     kept = data if keep_bytes else None
     if place_status in ("junk", "hidden") or not data:
         return (len(data), sha256, pd.NA, pd.NA, "", "", place_status or "empty"), {}, kept
-    decoded, extras = _decode(io.BytesIO(data), min_side_px, max_pixels, describe)
+    decoded, extras = _decode(io.BytesIO(data), min_side_px, max_pixels, describe, draft_mode)
     if decoded[-1] == "ok" and place_status:
         decoded, extras = (*decoded[:-1], place_status), {}  # a usable image in the wrong place
     return (len(data), sha256, *decoded), extras, kept
@@ -168,16 +175,16 @@ WINDOW_FILES = 4096
 
 def inspect_files(
     files: DatasetFiles, *, min_side_px: int, max_image_pixels: int | None = None, workers: int | None = None,
-    describe: Describe | None = None, extra_columns: tuple[str, ...] = (),
+    describe: Describe | None = None, draft_mode: str | None = None, extra_columns: tuple[str, ...] = (),
     on_bytes: Callable[[str, bytes], None] | None = None,
 ) -> pd.DataFrame:
     """One row per file, in the files' order: hash, decoded size, mode, format, status, extra columns.
 
     Each file is read and decoded once, on all cores; `describe(image)` adds the `extra_columns` of
-    ok images from the decoded pixels, and `on_bytes(path, data)` receives every file read, in order.
+    ok images from the decoded pixels (JPEGs decoded straight to `draft_mode` if given), and `on_bytes(path, data)` receives every file read, in order.
     """
     inspect = functools.partial(_inspect, read=files.read, min_side_px=min_side_px,
-                                max_pixels=_pixel_limit(max_image_pixels), describe=describe,
+                                max_pixels=_pixel_limit(max_image_pixels), describe=describe, draft_mode=draft_mode,
                                 keep_bytes=on_bytes is not None)
     tasks = [(location, place_status) for _, location, place_status in files.entries]
     workers = workers or os.cpu_count() or 1

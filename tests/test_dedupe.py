@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 
+import imagehash
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,8 @@ from PIL import Image
 from facerec import dedupe
 from facerec import fingerprints as signals
 from facerec.errors import PipelineInputError
+from facerec.packing import pack_dataset
+from facerec.verify import folder_files
 
 THRESHOLD_BITS = 40  # the default near_duplicate_max_distance for 256-bit phash
 
@@ -76,13 +80,40 @@ def test_near_copies_are_close_and_unrelated_images_far(image_files):
     assert distance > 2 * THRESHOLD_BITS, f"unrelated images must be far apart: {distance}"
 
 
-def test_fingerprint_of_a_decoded_image_equals_the_files(image_files):
-    path = image_files["unrelated_3"]
-    [from_file] = signals.compute_fingerprints([path], workers=1).to_dict("records")
-    with Image.open(path) as image:
-        from_image = signals.fingerprint(image.convert("RGB"))
-    assert from_image == from_file, "the download stage's in-pass fingerprint must equal the split's"
-    assert list(from_image) == list(signals.FINGERPRINT_COLUMNS), "one hex text per fingerprint column"
+def test_fingerprint_of_the_download_pass_equals_the_files(image_files, tmp_path):
+    # The download stage fingerprints while it verifies (JPEG decoded straight to grey); the split
+    # recomputes from files for aligned crops. Both must give the same text, or groups would differ.
+    paths = [image_files["unrelated_3"], image_files["unrelated_1"]]
+    dataset = tmp_path / "dataset"
+    for index, path in enumerate(paths):
+        (dataset / f"person_{index}").mkdir(parents=True)
+        shutil.copy(path, dataset / f"person_{index}" / path.name)
+    manifest = pack_dataset(folder_files(dataset), tmp_path / "raw.zip", min_side_px=8, workers=1)
+    from_files = signals.compute_fingerprints(paths, workers=1)
+    assert manifest[list(signals.FINGERPRINT_COLUMNS)].equals(from_files), (
+        "the download stage's in-pass fingerprint must equal the split's")
+
+
+def test_phash_text_is_imagehash_phash_of_the_grey_square(image_files):
+    with Image.open(image_files["unrelated_2"]) as image:
+        square = signals.grey_square(image)
+    assert square.size == (signals.SQUARE_PX, signals.SQUARE_PX) and square.mode == "L"
+    expected = str(imagehash.phash(square, hash_size=signals.PHASH_SIZE))
+    assert signals.phash_hex(square) == expected, "packbits must give str(ImageHash)'s digits"
+
+
+def test_thumbnail_matrices_are_pillows_lanczos_resize_of_each_crop(image_files):
+    with Image.open(image_files["unrelated_1"]) as image:
+        square = signals.grey_square(image)
+    side, thumb = signals.SQUARE_PX, signals.THUMB_SIDE_PX
+    ours = signals.thumbnails(square)
+    for crop, scale in enumerate(signals.CROP_SCALES):
+        margin = side * (1 - scale) / 2
+        pillow = np.asarray(square.resize((thumb, thumb), Image.Resampling.LANCZOS,
+                                          box=(margin, margin, side - margin, side - margin)), dtype=np.float32)
+        pillow = pillow.ravel() - pillow.mean()
+        # Pillow rounds to 8 bits between its two passes and at the end; the matrices do not.
+        assert np.abs(ours[crop] - pillow).max() < 1.5, f"crop {scale}: not Pillow's Lanczos thumbnail"
 
 
 def test_parallel_fingerprinting_matches_serial_and_keeps_order(image_files, monkeypatch):
@@ -164,7 +195,7 @@ def test_thumbnails_join_a_recrop_that_phash_misses_and_the_next_frame():
 
 def test_thumbnail_text_round_trips_and_bad_text_is_an_input_error():
     image = burst_and_recrop()["frame"]
-    vectors = signals.thumbnails(image)
+    vectors = signals.thumbnails(signals.grey_square(image))
     [decoded] = signals.decode_thumbnails([signals.fingerprint(image)[signals.THUMBS_COLUMN]])
     cosines = (decoded * (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))).sum(axis=1)
     assert cosines.min() > 0.999, f"int8 hex text keeps each crop's direction: {cosines}"

@@ -67,3 +67,45 @@ def test_a_missing_or_compressed_pack_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineInputError) as error:
         open_images(compressed)
     assert "pins_A/a.jpg" in str(error.value) and "compressed" in str(error.value), str(error.value)
+
+
+def _noise_jpeg(mode: str, seed: int = 3, **save_options) -> bytes:
+    """A JPEG of random pixels (every byte of its scans carries data) in `mode`."""
+    import io
+
+    from PIL import Image
+    pixels = np.random.default_rng(seed).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", **save_options)
+    return buffer.getvalue()
+
+
+def test_grey_decoding_of_the_packing_pass_rejects_what_a_full_decode_rejects(tmp_path):
+    # The download pass decodes JPEGs straight to grey for the fingerprints; it must reject exactly
+    # the damaged files a full colour decode rejects, and fingerprint every kind of good one.
+    whole = _noise_jpeg("RGB")
+    files = {"truncated.jpg": whole[: len(whole) // 2], "baseline.jpg": whole,
+             "progressive.jpg": _noise_jpeg("RGB", progressive=True), "cmyk.jpg": _noise_jpeg("CMYK"),
+             "grey.jpg": _noise_jpeg("L")}
+    rng = np.random.default_rng(0)
+    for index in range(40):  # random bytes overwritten somewhere in the scans
+        damaged = bytearray(_noise_jpeg("RGB", seed=index, progressive=bool(index % 2)))
+        start, length = int(rng.integers(700, len(damaged) - 80)), int(rng.integers(1, 64))
+        damaged[start:start + length] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+        files[f"damaged_{index:02d}.jpg"] = bytes(damaged)
+    dataset = tmp_path / "dataset" / "person"
+    dataset.mkdir(parents=True)
+    for name, data in files.items():
+        (dataset / name).write_bytes(data)
+    manifest = pack_dataset(folder_files(dataset.parent), tmp_path / "raw.zip", min_side_px=8, workers=1)
+    full_decode = build_manifest(dataset.parent, min_side_px=8, workers=1)
+    assert manifest["status"].tolist() == full_decode["status"].tolist(), "grey and colour decoding must agree"
+    status = dict(zip(manifest["path"].str.removeprefix("person/"), manifest["status"]))
+    assert status["truncated.jpg"] == "truncated"
+    assert sum(value == "truncated" for value in status.values()) > 2, "some random damage must be caught"
+    good = ("baseline.jpg", "progressive.jpg", "cmyk.jpg", "grey.jpg")
+    assert {name: status[name] for name in good} == dict.fromkeys(good, "ok"), status
+    ok = manifest[manifest["status"] == "ok"]
+    assert ok["phash256"].str.len().eq(64).all() and ok["thumbs16"].str.len().gt(0).all()
+    modes = dict(zip(manifest["path"].str.removeprefix("person/"), manifest["mode"]))
+    assert (modes["cmyk.jpg"], modes["baseline.jpg"]) == ("CMYK", "RGB"), "the header's mode, not the grey decoded"
