@@ -22,8 +22,11 @@ def test_hash_index_finds_exactly_the_all_pairs_result():
             words[copy, bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
     words[300:320] = words[299]
     expected = as_set(dedupe.near_pairs(words, 40))
-    found = as_set(pair_index.indexed_hash_pairs(words.view(np.uint8), 40))
+    found = as_set(pair_index.indexed_hash_pairs(words.view(np.uint8), 40, exact_below=0))
     assert found == expected, f"index and all-pairs search differ: {len(found ^ expected)} pairs"
+    scanned = as_set(pair_index.indexed_hash_pairs(words.view(np.uint8), 40, exact_below=len(words) + 1))
+    assert scanned == expected, f"the exact scan for small datasets differs: {len(scanned ^ expected)} pairs"
+    assert {(0, 100), (299, 319)} <= expected and not any(i == j for i, j in expected), "i < j, planted pairs"
     assert len(expected) > 20 * 21 // 2 + 50, f"the planted pairs are there to find: {len(expected)}"
 
 
