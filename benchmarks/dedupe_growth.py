@@ -4,8 +4,9 @@ Larger datasets are synthesised from the mirror's images under /tmp (never in th
 extra copy of an image is a random re-crop (60–85 % of the side), rotation (±15°), optional mirror
 flip and brightness/contrast change of it, so most copies are new images rather than near
 duplicates. At each scale it times fingerprinting (decode + phash + thumbnails), the two indexed
-pair searches and the whole split (search + grouping + assignment); at 1× it also runs the
-all-pairs searches and checks that they find the same pairs.
+pair searches and the whole split (search + grouping + assignment); the phash pairs both by the
+graph and by the exact all-against-all scan, whichever the split would use, and whether they agree;
+at 1× it also runs the all-pairs searches of facerec.dedupe and checks that they find the same pairs.
 """
 
 from __future__ import annotations
@@ -104,7 +105,13 @@ def measure(scale: int, roots: list[Path], workers: int, all_pairs: bool) -> dic
     thumbnails = decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist())
     started = time.perf_counter()
     hash_pairs = indexed_hash_pairs(hash_bytes, config.near_duplicate_max_distance)
-    timings["phash_index_search_s"] = time.perf_counter() - started
+    timings["phash_search_s"] = time.perf_counter() - started  # the exact scan below EXACT_HASH_SEARCH_BELOW
+    started = time.perf_counter()
+    graph_hash_pairs = indexed_hash_pairs(hash_bytes, config.near_duplicate_max_distance, exact_below=0)
+    timings["phash_graph_search_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scanned_hash_pairs = indexed_hash_pairs(hash_bytes, config.near_duplicate_max_distance, exact_below=len(hash_bytes) + 1)
+    timings["phash_exact_scan_s"] = time.perf_counter() - started
     started = time.perf_counter()
     thumb_pairs = indexed_thumbnail_pairs(thumbnails, config.near_duplicate_min_cosine)
     timings["thumbs_index_search_s"] = time.perf_counter() - started
@@ -115,6 +122,7 @@ def measure(scale: int, roots: list[Path], workers: int, all_pairs: bool) -> dic
     row = {"scale": scale, "images": len(manifest), **{key: round(value, 1) for key, value in timings.items()},
            "prep_s": round(timings["fingerprint_s"] + timings["split_s"], 1),
            "phash_pairs": len(hash_pairs), "thumbs_pairs": len(thumb_pairs),
+           "phash_graph_equals_exact_scan": bool(np.array_equal(graph_hash_pairs, scanned_hash_pairs)),
            "duplicate_groups": result.report["duplicate_groups"],
            "largest_group": int(pd.concat(result.splits.values())["group"].value_counts().max())}
     if all_pairs:
