@@ -62,8 +62,10 @@ CROP_RESAMPLERS = _crop_resamplers()
 
 def grey_square(image: Image.Image) -> Image.Image:
     """The SQUARE_PX grey square every signal reads: the upright image, in grey, resized (Lanczos)."""
-    grey = upright_rgb(image).convert("L") if image.mode != "L" or "transparency" in image.info \
-        else ImageOps.exif_transpose(image)
+    if image.mode == "L" and "transparency" not in image.info:
+        grey = ImageOps.exif_transpose(image)  # e.g. a JPEG decoded straight to grey
+    else:
+        grey = upright_rgb(image).convert("L")  # transparency onto white first, as every reader sees it
     return grey.resize((SQUARE_PX, SQUARE_PX), Image.Resampling.LANCZOS)
 
 
