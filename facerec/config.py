@@ -309,6 +309,8 @@ class SplitConfig(Section):
     min_images_per_identity: int = param(integer(3, 1_000_000))  # distinct images; one per split at least
     near_duplicate_max_distance: int = param(integer(0, HASH_BITS, f"bits that may differ between the {HASH_BITS}-bit perceptual hashes of near duplicates"))  # Hamming bits; <= this → same group
     near_duplicate_min_cosine: float = param(number(0, 1, low_open=True))  # grey thumbnails (best centre-crop pair); >= this → same group
+    keypoint_candidate_min_cosine: float = param(number(0, 1, low_open=True))  # thumbnail pairs from here up to near_duplicate_min_cosine get the keypoint check
+    keypoint_min_inliers: int = param(integer(0, 10_000, "0 turns the keypoint check off"))  # ORB matches one similarity transform explains; >= this → same group
     keep_conflicts: bool = param(boolean())  # True: keep the majority identity of a conflict group
     identities: tuple[str, ...] = param(names())  # explicit subset; empty = all
     max_identities: int = param(integer(0, 1_000_000))  # first N by name; 0 = all
@@ -318,6 +320,10 @@ class SplitConfig(Section):
         if self.val_fraction + self.test_fraction >= 1:
             self.refuse("test_fraction", f"a number below 1 - split.val_fraction = {1 - self.val_fraction:g}, "
                                          "so train keeps images")
+        if self.keypoint_candidate_min_cosine > self.near_duplicate_min_cosine:
+            self.refuse("keypoint_candidate_min_cosine", "a cosine at most split.near_duplicate_min_cosine = "
+                                                         f"{self.near_duplicate_min_cosine:g} (equal: no candidates, "
+                                                         "like keypoint_min_inliers = 0)")
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
+from PIL import Image
 from scipy.sparse.csgraph import connected_components
 
 from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words
-from facerec.pair_index import indexed_hash_pairs, indexed_thumbnail_pairs
+from facerec.keypoints import pair_inliers
+from facerec.pair_index import VERIFY_BATCH_PAIRS, best_cosines, indexed_hash_pairs, indexed_thumbnail_pairs
 
+# The signal_pairs key of the pairs the keypoint check joined (not a fingerprint column: it reads images).
+KEYPOINT_SIGNAL = "keypoints"
 # Rows of the pairwise distance matrix computed at once: 128 x 17.5k uint64 is an 18 MB buffer.
 PAIR_BLOCK_ROWS = 128
 
@@ -72,6 +77,18 @@ def exact_pairs(sha256: list[str]) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
+@dataclass(frozen=True)
+class KeypointCheck:
+    """Thumbnail pairs at candidate_min_cosine <= cosine < the threshold join when keypoints agree."""
+
+    candidate_min_cosine: float
+    min_inliers: int  # RANSAC inliers of facerec.keypoints; 0 = no check
+    open_grey: Callable[[int], Image.Image]  # the grey image of a fingerprint row
+
+    def active(self, min_cosine: float) -> bool:
+        return self.min_inliers > 0 and self.candidate_min_cosine < min_cosine
+
+
 @dataclass
 class Grouping:
     """Duplicate groups of n images: `group[i]` numbers groups by their first member's position."""
@@ -79,7 +96,8 @@ class Grouping:
     group: np.ndarray  # int64, one group id per image
     exact_pairs: np.ndarray  # (k, 2) byte-identical index pairs
     near_pairs: np.ndarray  # (k, 2) pairs close by any signal that are not byte-identical
-    signal_pairs: dict[str, np.ndarray]  # the near pairs each signal found, by fingerprint column
+    signal_pairs: dict[str, np.ndarray]  # the near pairs each signal found: fingerprint columns, KEYPOINT_SIGNAL
+    keypoint_candidates: int = 0  # candidate pairs between two groups that the keypoint check examined
 
 
 def unique_pairs(pairs: np.ndarray) -> np.ndarray:
@@ -87,30 +105,55 @@ def unique_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
+def components(count: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of `count` nodes joined by the (k, 2) `edges`."""
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    return connected_components(graph, directed=False)[1]
+
+
+def thumbnail_signal(thumbnails: np.ndarray, min_cosine: float, search_cosine: float) -> tuple[np.ndarray, np.ndarray]:
+    """Thumbnail pairs at cosine >= min_cosine, and the candidates at search_cosine <= cosine < min_cosine."""
+    found = indexed_thumbnail_pairs(thumbnails, min(min_cosine, search_cosine))
+    if search_cosine >= min_cosine or not len(found):
+        return found, found[:0]
+    close = np.concatenate([best_cosines(thumbnails, found[start : start + VERIFY_BATCH_PAIRS]) >= min_cosine
+                            for start in range(0, len(found), VERIFY_BATCH_PAIRS)])
+    return found[close], found[~close]
+
+
 def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance: int,
-                     min_cosine: float) -> Grouping:
+                     min_cosine: float, keypoints: KeypointCheck | None = None) -> Grouping:
     """Join exact and near-duplicate pairs into connected components (deterministic ids).
 
     `fingerprints` has the FINGERPRINT_COLUMNS, one row per entry of `sha256`. Near pairs are
-    phash pairs within `max_distance` bits and thumbnail pairs at cosine >= `min_cosine`.
+    phash pairs within `max_distance` bits, thumbnail pairs at cosine >= `min_cosine`, and, with
+    an active `keypoints` check, the thumbnail candidates below it whose keypoints agree (only
+    pairs the other signals left in two groups are examined).
     """
     count = len(sha256)
     empty = np.empty((0, 2), dtype=np.int64)
     if count == 0:
-        return Grouping(np.empty(0, dtype=np.int64), empty, empty, dict.fromkeys(FINGERPRINT_COLUMNS, empty))
+        return Grouping(np.empty(0, dtype=np.int64), empty, empty,
+                        dict.fromkeys((*FINGERPRINT_COLUMNS, KEYPOINT_SIGNAL), empty))
     exact = exact_pairs(sha256)
     sha = np.asarray(sha256, dtype=object)
     hash_bytes = hashes_to_words(fingerprints[PHASH_COLUMN].tolist()).view(np.uint8)
-    signal_pairs = {
-        PHASH_COLUMN: indexed_hash_pairs(hash_bytes, max_distance),
-        THUMBS_COLUMN: indexed_thumbnail_pairs(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine),
-    }
+    checking = keypoints is not None and keypoints.active(min_cosine)
+    thumbs, candidates = thumbnail_signal(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine,
+                                          keypoints.candidate_min_cosine if checking else min_cosine)
+    signal_pairs = {PHASH_COLUMN: indexed_hash_pairs(hash_bytes, max_distance), THUMBS_COLUMN: thumbs}
     signal_pairs = {column: pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]] for column, pairs in signal_pairs.items()}
+    edges = np.concatenate([exact, *signal_pairs.values()])
+    labels = components(count, edges)
+    # Only candidates the cheap signals left apart need their images decoded and compared.
+    candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
+    joined = empty
+    if checking and len(candidates):
+        joined = candidates[pair_inliers(candidates, keypoints.open_grey) >= keypoints.min_inliers]
+        labels = components(count, np.concatenate([edges, joined]))
+    signal_pairs[KEYPOINT_SIGNAL] = joined
     near = unique_pairs(np.concatenate(list(signal_pairs.values())))
-    edges = np.concatenate([exact, near])
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    _, labels = connected_components(graph, directed=False)
     # Renumber by first appearance so ids depend only on the input order, not on scipy internals.
     _, first_index, inverse = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first_index))
-    return Grouping(rank[inverse].astype(np.int64), exact, near, signal_pairs)
+    return Grouping(rank[inverse].astype(np.int64), exact, near, signal_pairs, len(candidates))

@@ -60,13 +60,16 @@ def _crop_resamplers() -> np.ndarray:
 CROP_RESAMPLERS = _crop_resamplers()
 
 
+def upright_grey(image: Image.Image) -> Image.Image:
+    """The decoded image upright (EXIF orientation) in grey; transparency composited onto white."""
+    if image.mode == "L" and "transparency" not in image.info:
+        return ImageOps.exif_transpose(image)  # e.g. a JPEG decoded straight to grey
+    return upright_rgb(image).convert("L")  # transparency onto white first, as every reader sees it
+
+
 def grey_square(image: Image.Image) -> Image.Image:
     """The SQUARE_PX grey square every signal reads: the upright image, in grey, resized (Lanczos)."""
-    if image.mode == "L" and "transparency" not in image.info:
-        grey = ImageOps.exif_transpose(image)  # e.g. a JPEG decoded straight to grey
-    else:
-        grey = upright_rgb(image).convert("L")  # transparency onto white first, as every reader sees it
-    return grey.resize((SQUARE_PX, SQUARE_PX), Image.Resampling.LANCZOS)
+    return upright_grey(image).resize((SQUARE_PX, SQUARE_PX), Image.Resampling.LANCZOS)
 
 
 def thumbnails(square: Image.Image) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
@@ -12,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from facerec.config import SplitConfig, as_plain_dict
-from facerec.dedupe import Grouping, group_duplicates
-from facerec.fingerprints import FINGERPRINT_COLUMNS, compute_fingerprints
+from facerec.dedupe import KEYPOINT_SIGNAL, Grouping, KeypointCheck, group_duplicates
+from facerec.fingerprints import FINGERPRINT_COLUMNS, compute_fingerprints, open_for_fingerprint, upright_grey
 from facerec.errors import PipelineInputError
+from facerec.image_store import open_images
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def build_report(config, selected, grouping, conflicts, too_small, unknown, spli
         "images_in_duplicate_groups": int(group_sizes[group_sizes > 1].sum()),
         "exact_duplicate_pairs": len(grouping.exact_pairs),
         "near_duplicate_pairs": len(grouping.near_pairs),
+        "keypoint_candidate_pairs": grouping.keypoint_candidates,
         "conflict_groups": int(conflicts["group"].nunique()),
         "conflict_images": len(conflicts),
         "conflict_images_dropped": int((~conflicts["kept"]).sum()),
@@ -150,6 +153,19 @@ def fingerprints_of(frame: pd.DataFrame, manifest_rows: int, image_dir: Path,
             f"{list(FINGERPRINT_COLUMNS)} (rerun `dvc repro download`, or pass none to compute them)"
         )
     return fingerprints.reset_index(drop=True).loc[frame.index, list(FINGERPRINT_COLUMNS)].reset_index(drop=True)
+
+
+def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig) -> KeypointCheck:
+    """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
+    images = functools.cache(lambda: open_images(image_dir))  # opened only when a candidate needs checking
+
+    def open_grey(row: int):
+        path = paths.iloc[row]
+        try:
+            return upright_grey(open_for_fingerprint(images().open(path)))
+        except (OSError, ValueError) as error:
+            raise PipelineInputError(f"cannot decode {path} in {image_dir} for the keypoint check: {error}") from error
+    return KeypointCheck(config.keypoint_candidate_min_cosine, config.keypoint_min_inliers, open_grey)
 
 
 def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -266,14 +282,18 @@ def split_manifest(
     started = time.perf_counter()
     selected_fingerprints = fingerprints_of(selected, len(manifest), image_dir, fingerprints, workers)
     grouping = group_duplicates(selected["sha256"].tolist(), selected_fingerprints,
-                                config.near_duplicate_max_distance, config.near_duplicate_min_cosine)
+                                config.near_duplicate_max_distance, config.near_duplicate_min_cosine,
+                                keypoint_check(selected["path"], image_dir, config))
     selected["group"] = grouping.group
     log.info(
-        "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs) in %.1f s",
+        "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs; keypoints "
+        "joined %d of %d candidate pairs) in %.1f s",
         len(selected),
         selected["group"].nunique(),
         len(grouping.exact_pairs),
         len(grouping.near_pairs),
+        len(grouping.signal_pairs[KEYPOINT_SIGNAL]),
+        grouping.keypoint_candidates,
         time.perf_counter() - started,
     )
     conflicts, keep = find_conflicts(selected, config.keep_conflicts)

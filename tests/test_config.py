@@ -31,6 +31,10 @@ BAD_VALUES = [
     ({"split": {"test_fraction": 0.9}}, "split.test_fraction", "0.9"),
     ({"split": {"near_duplicate_min_cosine": 0}}, "split.near_duplicate_min_cosine", "0"),
     ({"split": {"strategy": "stratified"}}, "split.strategy", "'stratified'"),
+    ({"split": {"keypoint_min_inliers": -1}}, "split.keypoint_min_inliers", "-1"),
+    ({"split": {"keypoint_min_inliers": "off"}}, "split.keypoint_min_inliers", "'off'"),
+    ({"split": {"keypoint_min_inliers": 2.5}}, "split.keypoint_min_inliers", "2.5"),
+    ({"split": {"keypoint_candidate_min_cosine": 0}}, "split.keypoint_candidate_min_cosine", "0"),
     ({"split": {"min_images_per_identity": 2}}, "split.min_images_per_identity", "2"),
     ({"train": {"min_learning_rate": "abc"}}, "train.min_learning_rate", "'abc'"),
     ({"train": {"learning_rate": 0}}, "train.learning_rate", "0"),
@@ -130,6 +134,20 @@ def test_project_params_build_and_keep_yaml_1_2_words(tmp_path):
                                           encoding="utf-8")
     assert read_params(tmp_path / "params.yaml")["train"]["mixed_precision"] == "off", "YAML 1.2: off is a word"
     assert load_config(tmp_path / "params.yaml").train.mixed_precision == "off"
+
+
+@pytest.mark.parametrize(("written", "accepted"), [("0", 0), ("45", 45), ("off", None), ("no", None)])
+def test_keypoint_check_is_switched_off_by_zero_as_dvc_writes_it(tmp_path, written, accepted):
+    # `dvc exp run -S split.keypoint_min_inliers=0` writes a bare 0; YAML 1.2 keeps off/no as words.
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    default = f"keypoint_min_inliers: {load_config(PROJECT_ROOT / 'params.yaml').split.keypoint_min_inliers}"
+    assert default in text, "the shipped params set keypoint_min_inliers"
+    (tmp_path / "params.yaml").write_text(text.replace(default, f"keypoint_min_inliers: {written}"), encoding="utf-8")
+    if accepted is None:
+        with pytest.raises(ParamsError, match=f"split.keypoint_min_inliers = '{written}'.*0 turns the keypoint check off"):
+            load_config(tmp_path / "params.yaml")
+    else:
+        assert load_config(tmp_path / "params.yaml").split.keypoint_min_inliers == accepted, "a count is accepted"
 
 
 @pytest.mark.parametrize(("word", "on_cpu", "on_gpu"), [

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 from test_dedupe import burst_and_recrop
+from test_keypoints import portraits
 from PIL import Image
 
 from facerec.fingerprints import fingerprint
@@ -119,6 +120,34 @@ def test_planted_duplicates_share_a_split(dataset):
     assert len(scene) == 1, f"a re-crop and the next frame of a burst land in the frame's split: {scene}"
     assert result.report["exact_duplicate_pairs"] == 2, "alice copy + carol copy are byte-identical"
     assert result.report["near_duplicate_pairs"] >= 3, "re-encoded, downscaled, conflict copies"
+
+
+def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
+    # As when the split reads aligned crops (data/faces): fingerprints computed here, images decoded from the folder.
+    rng = np.random.default_rng(2)
+    for identity in ("ann", "ben"):
+        (tmp_path / identity).mkdir()
+        for index in range(5):
+            (tmp_path / identity / f"img_{index}.jpg").write_bytes(pink_noise_jpeg(rng))
+    for name, image in portraits().items():
+        folder = "ben" if name == "other person" else "ann"
+        (tmp_path / folder / f"portrait {name}.jpg").write_bytes(reencode(image, 90))
+    paths = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.jpg"))
+    manifest = pd.DataFrame([manifest_row(tmp_path, path) for path in paths])
+    # Only the keypoint check can join: no phash pairs, thumbnails above every pair, a wide candidate band.
+    config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
+                     keypoint_candidate_min_cosine=0.5)
+    checked, unchecked = (split_manifest(manifest, tmp_path, replace(config, keypoint_min_inliers=inliers), SEED)
+                          for inliers in (config.keypoint_min_inliers, 0))
+    group = {path: number for frame in checked.splits.values() for path, number in zip(frame["path"], frame["group"])}
+    burst = {group[f"ann/portrait {name}.jpg"] for name in ("frame", "re-crop", "next frame")}
+    assert len(burst) == 1, f"the frame, its re-crop and the next frame are one group: {group}"
+    assert group["ben/portrait other person.jpg"] not in burst, "another person's portrait stays apart"
+    signal = checked.report["near_pairs_by_signal"]["keypoints"]
+    assert signal == {"pairs": 3, "across_splits": 0}, f"the report counts the keypoint pairs: {signal}"
+    assert checked.report["keypoint_candidate_pairs"] >= 3, "and the candidates it checked"
+    assert unchecked.report["near_pairs_by_signal"]["keypoints"]["pairs"] == 0, "0 inliers switches the check off"
+    assert unchecked.report["duplicate_groups"] == 0, "without it nothing joins the portraits"
 
 
 def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):

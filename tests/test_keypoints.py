@@ -1,0 +1,113 @@
+"""Keypoint check of near-duplicate candidates: re-crops and burst frames agree, other portraits do not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+from conftest import tiny_config
+from matplotlib import cbook
+from PIL import Image, ImageFilter
+
+from facerec import dedupe
+from facerec import fingerprints as signals
+from facerec.config import ParamsError
+from facerec.keypoints import pair_inliers
+
+MIN_INLIERS = tiny_config().split.keypoint_min_inliers  # the project's calibrated threshold
+
+
+def face_crop(photo: Image.Image, box: tuple[int, int, int, int], longer_side_px: int = 160) -> Image.Image:
+    """A face crop of `photo` resized (Lanczos) to `longer_side_px`, like a dataset's crops."""
+    crop = photo.crop(box)
+    scale = longer_side_px / max(crop.size)
+    return crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.Resampling.LANCZOS)
+
+
+def portraits() -> dict[str, Image.Image]:
+    """A portrait, its wider smaller re-crop, the next "frame" (shifted, darker, mouth changed) and another person."""
+    astronaut = Image.fromarray(skimage.data.astronaut())
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as hopper:
+        other_person = face_crop(hopper.convert("RGB"), (140, 60, 380, 380))
+    frame = face_crop(astronaut, (140, 20, 320, 260))
+    next_frame = face_crop(astronaut, (146, 26, 326, 266)).point(lambda value: value * 0.85)
+    mouth = (50, 90, 110, 120)  # the expression changes between frames: blur the mouth
+    next_frame.paste(next_frame.crop(mouth).filter(ImageFilter.GaussianBlur(3)), mouth[:2])
+    return {"frame": frame, "re-crop": face_crop(astronaut, (120, 0, 340, 290), 130),
+            "next frame": next_frame, "other person": other_person}
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    return portraits()
+
+
+def grey_opener(images: list[Image.Image], opened: list[int] | None = None):
+    """An open_grey for dedupe.KeypointCheck over `images`, recording each row it opens in `opened`."""
+    def open_grey(row: int) -> Image.Image:
+        if opened is not None:
+            opened.append(row)
+        return images[row].convert("L")
+    return open_grey
+
+
+def test_recrop_and_burst_frame_agree_a_different_portrait_does_not(photos):
+    images = list(photos.values())  # frame, re-crop, next frame, other person
+    pairs = np.array([[0, 1], [0, 2], [1, 2], [0, 3], [1, 3], [2, 3]])
+    opened = []
+    inliers = dict(zip(map(tuple, pairs.tolist()), pair_inliers(pairs, grey_opener(images, opened)).tolist()))
+    for pair in ((0, 1), (0, 2), (1, 2)):
+        assert inliers[pair] >= MIN_INLIERS, f"a re-crop and the next frame of one photo agree: {inliers}"
+    for pair in ((0, 3), (1, 3), (2, 3)):
+        assert inliers[pair] < MIN_INLIERS / 3, f"another person's portrait in the same layout does not: {inliers}"
+    assert sorted(opened) == [0, 1, 2, 3], f"each image is decoded once, however many pairs it is in: {opened}"
+
+
+def band_grouping(photos, candidate_min_cosine: float, min_inliers: int, opened: list[int]):
+    """Group the portraits with the thumbnail threshold above them all, so only the keypoint check can join."""
+    images = list(photos.values())
+    table = pd.DataFrame([signals.fingerprint(image) for image in images])
+    check = dedupe.KeypointCheck(candidate_min_cosine, min_inliers, grey_opener(images, opened))
+    return dedupe.group_duplicates(list(photos), table, max_distance=0, min_cosine=0.999, keypoints=check)
+
+
+def test_only_candidates_in_the_band_are_checked_and_joined(photos):
+    thumbs = signals.decode_thumbnails([signals.fingerprint(image)[signals.THUMBS_COLUMN] for image in photos.values()])
+    cosine = {pair: float(dedupe.best_cosines(thumbs, np.array([pair]))[0]) for pair in ((0, 1), (0, 2), (1, 2))}
+    # Between the re-crop's and the next frame's cosine with the frame: one pair in the band, one below.
+    bound = (cosine[(0, 1)] + cosine[(0, 2)]) / 2
+    assert cosine[(0, 2)] < bound < cosine[(0, 1)], f"the portraits straddle the bound: {cosine}"
+    opened = []
+    grouping = band_grouping(photos, bound, MIN_INLIERS, opened)
+    joined = {tuple(pair) for pair in grouping.signal_pairs[dedupe.KEYPOINT_SIGNAL].tolist()}
+    in_band = {pair for pair, value in cosine.items() if value >= bound}
+    assert joined == in_band, f"exactly the candidates at or above the bound are joined: {joined} vs {cosine}"
+    assert 3 not in opened, f"the other person is no candidate, so never decoded: {opened}"
+    assert grouping.keypoint_candidates == len(in_band), "the report counts the candidates checked"
+    assert grouping.group[3] not in grouping.group[:3], "a different portrait stays in its own group"
+
+
+def test_low_bound_joins_the_burst_but_never_the_other_person(photos):
+    grouping = band_grouping(photos, 0.01, MIN_INLIERS, [])
+    assert grouping.group.tolist() == [0, 0, 0, 1], (
+        f"frame, re-crop and next frame are one group, the other person alone: {grouping.group}")
+
+
+@pytest.mark.parametrize("candidate_min_cosine, min_inliers", [(0.01, 0), (0.999, MIN_INLIERS)])
+def test_check_switched_off_decodes_nothing(photos, candidate_min_cosine, min_inliers):
+    opened = []
+    grouping = band_grouping(photos, candidate_min_cosine, min_inliers, opened)
+    assert opened == [], "no image is decoded when the check is off (0 inliers, or an empty band)"
+    assert len(grouping.signal_pairs[dedupe.KEYPOINT_SIGNAL]) == 0, "and the check joins nothing"
+    assert grouping.keypoint_candidates == 0, "nor reports candidates"
+
+
+def test_candidate_bound_above_the_threshold_is_refused():
+    with pytest.raises(ParamsError, match=r"keypoint_candidate_min_cosine = 0\.98 .*near_duplicate_min_cosine"):
+        tiny_config(split={"keypoint_candidate_min_cosine": 0.98, "near_duplicate_min_cosine": 0.97})
+    config = tiny_config(split={"keypoint_candidate_min_cosine": 0.97, "near_duplicate_min_cosine": 0.97})
+    assert config.split.keypoint_candidate_min_cosine == 0.97, "an empty band (equal bounds) is a valid way to turn it off"
+
