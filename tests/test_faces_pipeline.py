@@ -18,9 +18,10 @@ def test_switching_the_detector_reruns_from_faces_and_later_stages_read_the_crop
     repo = tmp_path / "project"
     repo.mkdir()
     make_repo(repo, {"download": {"source": str(tmp_path / "photos")}, "faces": {"crop_size_px": 64},
-                     # variants of one portrait are re-crops of one photo to both duplicate signals; keep them distinct
+                     # variants of one portrait are re-crops of one photo to every duplicate signal; keep them distinct
                      "split": {"min_images_per_identity": 3, "near_duplicate_max_distance": 0,
-                               "near_duplicate_min_cosine": 1.0}})
+                               "near_duplicate_min_cosine": 1.0,
+                               "keypoint_min_inliers": 0}})
 
     _sh(repo, "dvc", "repro", "analyze")
     assert not any((repo / "data/faces").iterdir()), "detector none: nothing copied into data/faces"

@@ -28,11 +28,12 @@ def _run(project: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _params(project: Path, **faces) -> None:
-    # The variants of one portrait are re-crops of one photo to both duplicate signals; keep them distinct.
+    # The variants of one portrait are re-crops of one photo to every duplicate signal; keep them distinct.
     write_params(project, tiny_params(download={"source": str(project / "photos")},
                                       faces={"detector": "mtcnn", "crop_size_px": 64, **faces},
                                       split={"min_images_per_identity": 3, "near_duplicate_max_distance": 0,
-                                             "near_duplicate_min_cosine": 1.0}))
+                                             "near_duplicate_min_cosine": 1.0,
+                                             "keypoint_min_inliers": 0}))
 
 
 @pytest.fixture(scope="module")
