@@ -10,7 +10,9 @@ Settings measured on the pins mirror (docs/splitting.md).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -59,13 +61,19 @@ def consistent_matches(first: Features, second: Features, matcher=None) -> int:
     return int(inliers.sum()) if transform is not None else 0
 
 
-def pair_inliers(pairs: np.ndarray, open_grey: Callable[[int], Image.Image]) -> np.ndarray:
-    """RANSAC inliers of each (k, 2) image pair; each image involved is decoded (`open_grey(row)`) once."""
+def pair_inliers(pairs: np.ndarray, open_grey: Callable[[int], Image.Image], workers: int | None = None) -> np.ndarray:
+    """RANSAC inliers of each (k, 2) image pair; each image involved is decoded (`open_grey(row)`) once.
+
+    Images are decoded and described on `workers` threads (None: every core; OpenCV and Pillow
+    release the GIL), so `open_grey` must be thread-safe. Each image's features depend on it alone.
+    """
     if not len(pairs):
         return np.empty(0, dtype=np.int64)
+    rows = np.unique(pairs).tolist()
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        features = dict(zip(rows, pool.map(lambda row: keypoint_features(open_grey(row)), rows)))
     # OpenCV's RANSAC draws from a generator seeded per call, but keep it fixed explicitly too.
     cv2.setRNGSeed(0)
-    detector, matcher = cv2.ORB_create(**ORB_SETTINGS), cv2.BFMatcher(cv2.NORM_HAMMING)
-    features = {int(row): keypoint_features(open_grey(int(row)), detector) for row in np.unique(pairs)}
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     return np.array([consistent_matches(features[int(a)], features[int(b)], matcher) for a, b in pairs],
                     dtype=np.int64)

@@ -34,8 +34,9 @@ EXACT_HASH_SEARCH_BELOW = 300_000
 # term, zero after mean-centring): an orthogonal projection, so it never lengthens a distance and
 # every pair within the threshold is a candidate; the full thumbnails then decide.
 DCT_BAND = 8
-# Candidate pairs checked at once: 65k pairs of 3 × 256 float32 thumbnails are 400 MB of operands.
-VERIFY_BATCH_PAIRS = 65_536
+# Candidate pairs checked at once: 4k pairs of 3 × 256 float32 thumbnails are 25 MB of operands, reused
+# from batch to batch; 65k-pair batches (400 MB) spent more on fresh pages than on the maths.
+VERIFY_BATCH_PAIRS = 4_096
 
 
 @contextmanager

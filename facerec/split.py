@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -157,10 +157,16 @@ def fingerprints_of(frame: pd.DataFrame, manifest_rows: int, image_dir: Path,
 
 def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig) -> KeypointCheck:
     """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
-    images = functools.cache(lambda: open_images(image_dir))  # opened only when a candidate needs checking
+    paths, store, opening = paths.tolist(), [], threading.Lock()
+
+    def images():
+        with opening:  # opened once, and only when a candidate needs checking; called from threads
+            if not store:
+                store.append(open_images(image_dir))
+        return store[0]
 
     def open_grey(row: int):
-        path = paths.iloc[row]
+        path = paths[row]
         try:
             return upright_grey(open_for_fingerprint(images().open(path)))
         except (OSError, ValueError) as error:

@@ -64,6 +64,8 @@ def test_recrop_and_burst_frame_agree_a_different_portrait_does_not(photos):
     for pair in ((0, 3), (1, 3), (2, 3)):
         assert inliers[pair] < MIN_INLIERS / 3, f"another person's portrait in the same layout does not: {inliers}"
     assert sorted(opened) == [0, 1, 2, 3], f"each image is decoded once, however many pairs it is in: {opened}"
+    serial = pair_inliers(pairs, grey_opener(images), workers=1).tolist()
+    assert serial == list(inliers.values()), "threads change nothing: each image's features depend on it alone"
 
 
 def band_grouping(photos, candidate_min_cosine: float, min_inliers: int, opened: list[int]):

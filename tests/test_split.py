@@ -21,7 +21,7 @@ from PIL import Image
 
 from facerec.fingerprints import fingerprint
 from facerec.errors import PipelineInputError
-from facerec.split import split_manifest
+from facerec.split import keypoint_check, split_manifest
 
 SEED = 1
 BASE = replace(tiny_config().split, val_fraction=0.2, test_fraction=0.2, min_images_per_identity=5,
@@ -148,6 +148,14 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     assert checked.report["keypoint_candidate_pairs"] >= 3, "and the candidates it checked"
     assert unchecked.report["near_pairs_by_signal"]["keypoints"]["pairs"] == 0, "0 inliers switches the check off"
     assert unchecked.report["duplicate_groups"] == 0, "without it nothing joins the portraits"
+
+
+def test_keypoint_check_names_an_image_it_cannot_decode(tmp_path):
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "broken.jpg").write_bytes(b"not a jpeg")
+    check = keypoint_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE)
+    with pytest.raises(PipelineInputError, match="cannot decode ann/broken.jpg .*keypoint check"):
+        check.open_grey(0)
 
 
 def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):
