@@ -81,11 +81,11 @@ def synthesise(raw_dir: Path, work_dir: Path, copies: int, workers: int) -> dict
     return folders
 
 
-def manifest_of(roots: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
-    """Manifest rows (path, identity, sha256, status) over several identity-folder roots."""
+def manifest_of(roots: list[Path], image_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """Manifest rows (path relative to image_dir, identity, sha256, status) over several identity-folder roots."""
     files = [(root, path) for root in roots for path in sorted(root.rglob("*.jpg"))]
     frame = pd.DataFrame({
-        "path": [f"{root.name}/{path.relative_to(root).as_posix()}" for root, path in files],
+        "path": [path.relative_to(image_dir).as_posix() for _, path in files],
         "identity": [path.parent.name.removeprefix("pins_") for _, path in files],
         "sha256": [hashlib.sha256(path.read_bytes()).hexdigest() for _, path in files],
         "status": "ok",
@@ -93,11 +93,11 @@ def manifest_of(roots: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
     return frame, [path for _, path in files]
 
 
-def measure(scale: int, roots: list[Path], workers: int, all_pairs: bool) -> dict:
+def measure(scale: int, roots: list[Path], image_dir: Path, workers: int, all_pairs: bool) -> dict:
     """Time fingerprinting, the indexed searches and the split at one scale."""
     config = replace(load_config().split, strategy="grouped")
     seed = load_config().base.seed
-    manifest, paths = manifest_of(roots)
+    manifest, paths = manifest_of(roots, image_dir)
     started = time.perf_counter()
     fingerprints = compute_fingerprints(paths, workers)
     timings = {"fingerprint_s": time.perf_counter() - started}
@@ -116,13 +116,16 @@ def measure(scale: int, roots: list[Path], workers: int, all_pairs: bool) -> dic
     thumb_pairs = indexed_thumbnail_pairs(thumbnails, config.near_duplicate_min_cosine)
     timings["thumbs_index_search_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    # The folder name of each root is part of the relative path: image_dir is their common parent.
-    result = split_manifest(manifest, roots[0].parent, config, seed, fingerprints=fingerprints, workers=workers)
+    # The keypoint check reads candidate images: image_dir holds every root.
+    result = split_manifest(manifest, image_dir, config, seed, fingerprints=fingerprints, workers=workers)
     timings["split_s"] = time.perf_counter() - started
     row = {"scale": scale, "images": len(manifest), **{key: round(value, 1) for key, value in timings.items()},
            "prep_s": round(timings["fingerprint_s"] + timings["split_s"], 1),
            "phash_pairs": len(hash_pairs), "thumbs_pairs": len(thumb_pairs),
            "phash_graph_equals_exact_scan": bool(np.array_equal(graph_hash_pairs, scanned_hash_pairs)),
+           "keypoint_candidates": result.report["keypoint_candidate_pairs"],
+           "keypoint_pairs": result.report["near_pairs_by_signal"]["keypoints"]["pairs"],
+           "conflict_groups": result.report["conflict_groups"],
            "duplicate_groups": result.report["duplicate_groups"],
            "largest_group": int(pd.concat(result.splits.values())["group"].value_counts().max())}
     if all_pairs:
@@ -152,7 +155,8 @@ def main() -> None:
     started = time.perf_counter()
     copies = synthesise(raw_dir, args.work_dir, max(args.scales) - 1, args.workers)
     log.info("synthesised %d copies in %.0f s", len(copies), time.perf_counter() - started)
-    rows = [measure(scale, [raw_dir, *(copies[copy] for copy in range(1, scale))], args.workers, scale == 1)
+    rows = [measure(scale, [raw_dir, *(copies[copy] for copy in range(1, scale))], args.work_dir, args.workers,
+                    scale == 1)
             for scale in sorted(args.scales)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
