@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import shutil
+from pathlib import Path
 
 import imagehash
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.data
 from PIL import Image
 
 from facerec import dedupe
@@ -18,6 +20,7 @@ from facerec.packing import pack_dataset
 from facerec.verify import folder_files
 
 THRESHOLD_BITS = 40  # the default near_duplicate_max_distance for 256-bit phash
+ORIENTATION_TAG = 0x0112  # EXIF
 
 
 def pink_noise_image(rng: np.random.Generator, size_px: int = 48, power: float = 1.0) -> Image.Image:
@@ -80,17 +83,74 @@ def test_near_copies_are_close_and_unrelated_images_far(image_files):
     assert distance > 2 * THRESHOLD_BITS, f"unrelated images must be far apart: {distance}"
 
 
-def test_fingerprint_of_the_download_pass_equals_the_files(image_files, tmp_path):
+def encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    """Encode an image in `image_format` with Pillow's save `options`."""
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+def hostile_images() -> dict[str, bytes]:
+    """One photo (skimage's astronaut) as files that take other paths through decoding, and images with no detail."""
+    photo = Image.fromarray(skimage.data.astronaut()).crop((100, 0, 400, 400)).resize((96, 128), Image.LANCZOS)
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6  # "rotate 90° clockwise to display": stored on its side
+    grey = photo.convert("L")
+    alpha = np.asarray(photo.convert("LA")).copy()
+    alpha[:20, :, 1] = 0  # a transparent band: composited onto white, as every reader sees it
+    # Red and this green have one grey value: a colourful image whose grey is flat.
+    stripes = np.zeros((64, 64, 3), dtype=np.uint8)
+    stripes[:, ::2, 0], stripes[:, 1::2, 1] = 255, 130
+    return {
+        "upright.jpg": encoded(photo, "JPEG", quality=95),
+        "exif rotated.jpg": encoded(photo.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95,
+                                    exif=exif.tobytes()),
+        "cmyk.jpg": encoded(photo.convert("CMYK"), "JPEG", quality=95),
+        "grey with alpha.png": encoded(Image.fromarray(alpha, "LA"), "PNG"),
+        "grey with transparent black.png": encoded(grey, "PNG", transparency=0),
+        "sixteen bit.png": encoded(Image.fromarray(np.asarray(grey).astype(np.uint16) * 257), "PNG"),
+        "palette.gif": encoded(photo.convert("P", palette=Image.Palette.ADAPTIVE), "GIF"),
+        "tiny.jpg": encoded(photo.resize((24, 32), Image.LANCZOS), "JPEG", quality=95),
+        "panorama.jpg": encoded(photo.resize((1200, 40), Image.LANCZOS), "JPEG", quality=95),
+        "flat.png": encoded(Image.new("RGB", (64, 64), (200, 40, 90)), "PNG"),
+        "flat grey.png": encoded(Image.fromarray(stripes), "PNG"),
+    }
+
+
+@pytest.fixture(scope="module")
+def hostile_pack(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """The hostile images under person/ in a folder, packed by the download pass into raw.zip beside it."""
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "dataset" / "person").mkdir(parents=True)
+    for name, data in hostile_images().items():
+        (root / "dataset" / "person" / name).write_bytes(data)
+    manifest = pack_dataset(folder_files(root / "dataset"), root / "raw.zip", min_side_px=8, workers=1)
+    return root, manifest
+
+
+def test_fingerprint_of_the_download_pass_equals_the_files(image_files, hostile_pack, tmp_path):
     # The download stage fingerprints while it verifies (JPEG decoded straight to grey); the split
     # recomputes from files for aligned crops. Both must give the same text, or groups would differ.
+    root, manifest = hostile_pack
+    assert manifest["status"].eq("ok").all(), f"every hostile image is usable: {manifest[['path', 'status']]}"
+    from_files = signals.compute_fingerprints([root / "dataset" / path for path in manifest["path"]], workers=1)
+    for row, path in enumerate(manifest["path"]):
+        assert manifest.loc[row, list(signals.FINGERPRINT_COLUMNS)].tolist() == from_files.loc[row].tolist(), (
+            f"{path}: the download stage's in-pass fingerprint must equal the split's")
+    by_name = dict(zip(manifest["path"].str.removeprefix("person/"), manifest.to_dict("records")))
+    upright = by_name["upright.jpg"]
+    for copy in ("exif rotated.jpg", "cmyk.jpg", "sixteen bit.png", "palette.gif", "tiny.jpg"):
+        distance = hamming(upright[signals.PHASH_COLUMN], by_name[copy][signals.PHASH_COLUMN])
+        assert distance <= THRESHOLD_BITS, f"{copy} is the upright photo in grey, {distance} bits away"
+    flat = {by_name[name][signals.PHASH_COLUMN] for name in ("flat.png", "flat grey.png")}
+    assert len(flat) == 1, "an image with no detail in grey hashes like any flat image"
     paths = [image_files["unrelated_3"], image_files["unrelated_1"]]
     dataset = tmp_path / "dataset"
     for index, path in enumerate(paths):
         (dataset / f"person_{index}").mkdir(parents=True)
         shutil.copy(path, dataset / f"person_{index}" / path.name)
-    manifest = pack_dataset(folder_files(dataset), tmp_path / "raw.zip", min_side_px=8, workers=1)
-    from_files = signals.compute_fingerprints(paths, workers=1)
-    assert manifest[list(signals.FINGERPRINT_COLUMNS)].equals(from_files), (
+    packed = pack_dataset(folder_files(dataset), tmp_path / "raw.zip", min_side_px=8, workers=1)
+    assert packed[list(signals.FINGERPRINT_COLUMNS)].equals(signals.compute_fingerprints(paths, workers=1)), (
         "the download stage's in-pass fingerprint must equal the split's")
 
 

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tiny_config
-from test_dedupe import burst_and_recrop
+from test_dedupe import burst_and_recrop, hostile_pack  # noqa: F401 (a fixture)
 from test_keypoints import portraits
 from PIL import Image
 
-from facerec.fingerprints import fingerprint
+from facerec.dedupe import KEYPOINT_SIGNAL, group_duplicates
+from facerec.fingerprints import FINGERPRINT_COLUMNS, fingerprint
+from facerec.keypoints import pair_inliers
 from facerec.errors import PipelineInputError
 from facerec.split import keypoint_check, split_manifest
 
@@ -137,8 +139,13 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     # Only the keypoint check can join: no phash pairs, thumbnails above every pair, a wide candidate band.
     config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
                      keypoint_candidate_min_cosine=0.5)
-    checked, unchecked = (split_manifest(manifest, tmp_path, replace(config, keypoint_min_inliers=inliers), SEED)
-                          for inliers in (config.keypoint_min_inliers, 0))
+    checked, again, unchecked = (
+        split_manifest(manifest, tmp_path, replace(config, keypoint_min_inliers=inliers), SEED)
+        for inliers in (config.keypoint_min_inliers, config.keypoint_min_inliers, 0))
+    # ORB runs on threads and RANSAC draws random samples: neither may move an image between groups or splits.
+    for name, frame in checked.splits.items():
+        pd.testing.assert_frame_equal(frame, again.splits[name], obj=f"{name} of a second run with the check")
+    assert checked.report == again.report, "a second run with the keypoint check reports the same"
     group = {path: number for frame in checked.splits.values() for path, number in zip(frame["path"], frame["group"])}
     burst = {group[f"ann/portrait {name}.jpg"] for name in ("frame", "re-crop", "next frame")}
     assert len(burst) == 1, f"the frame, its re-crop and the next frame are one group: {group}"
@@ -148,6 +155,31 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     assert checked.report["keypoint_candidate_pairs"] >= 3, "and the candidates it checked"
     assert unchecked.report["near_pairs_by_signal"]["keypoints"]["pairs"] == 0, "0 inliers switches the check off"
     assert unchecked.report["duplicate_groups"] == 0, "without it nothing joins the portraits"
+
+
+def test_keypoint_check_reads_hostile_images_alike_from_the_pack_and_a_folder(hostile_pack):
+    # The split reads data/raw.zip, or a folder (aligned crops); every decoding path must reach ORB upright in grey.
+    root, manifest = hostile_pack
+    names = manifest["path"].str.removeprefix("person/").tolist()
+    config = replace(BASE, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
+                     keypoint_candidate_min_cosine=0.01)
+    upright = names.index("upright.jpg")
+    copies = ("exif rotated.jpg", "cmyk.jpg", "grey with alpha.png", "sixteen bit.png", "palette.gif", "tiny.jpg")
+    detailless = ("flat.png", "flat grey.png", "panorama.jpg")  # flat in grey, or 5 px high at 160 px wide
+    joined = {}
+    for source in (root / "raw.zip", root / "dataset"):
+        check = keypoint_check(manifest["path"], source, config)
+        pairs = np.array([[names.index(name), upright] for name in copies + detailless])
+        inliers = dict(zip(copies + detailless, pair_inliers(pairs, check.open_grey).tolist()))
+        assert min(inliers[name] for name in copies) >= config.keypoint_min_inliers, (
+            f"{source.name}: each copy of the photo agrees with it upright: {inliers}")
+        assert [inliers[name] for name in detailless] == [0, 0, 0], (
+            f"{source.name}: images without keypoints match nothing: {inliers}")
+        grouping = group_duplicates(manifest["sha256"].tolist(), manifest[list(FINGERPRINT_COLUMNS)], 0,
+                                    config.near_duplicate_min_cosine, check)
+        joined[source.name] = grouping.signal_pairs[KEYPOINT_SIGNAL].tolist()
+    assert joined["raw.zip"], "the band leaves pairs to the keypoint check"
+    assert joined["raw.zip"] == joined["dataset"], f"the pack and the folder give the same keypoint pairs: {joined}"
 
 
 def test_keypoint_check_names_an_image_it_cannot_decode(tmp_path):
