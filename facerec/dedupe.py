@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
 from PIL import Image
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words

@@ -33,28 +33,28 @@ RANSAC_CONFIDENCE = 0.99
 Features = tuple[np.ndarray, np.ndarray | None]  # (n, 2) float32 keypoint positions, (n, 32) uint8 descriptors
 
 
-def keypoint_features(grey: Image.Image, detector=None) -> Features:
+def keypoint_features(grey: Image.Image) -> Features:
     """ORB keypoint positions and descriptors of a grey image resized to KEYPOINT_SIDE_PX."""
     scale = KEYPOINT_SIDE_PX / max(grey.size)
     resized = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                           Image.Resampling.LANCZOS)
-    detector = detector or cv2.ORB_create(**ORB_SETTINGS)
+    detector = cv2.ORB_create(**ORB_SETTINGS)
     keypoints, descriptors = detector.detectAndCompute(np.asarray(resized, dtype=np.uint8), None)
     return np.array([point.pt for point in keypoints], dtype=np.float32).reshape(-1, 2), descriptors
 
 
-def consistent_matches(first: Features, second: Features, matcher=None) -> int:
+def consistent_matches(first: Features, second: Features, matcher: cv2.BFMatcher) -> int:
     """How many ratio-test matches between two images one similarity transform explains (RANSAC inliers)."""
     (points_a, descriptors_a), (points_b, descriptors_b) = first, second
     if descriptors_a is None or descriptors_b is None or len(points_a) < 2 or len(points_b) < 2:
         return 0
-    matcher = matcher or cv2.BFMatcher(cv2.NORM_HAMMING)
     good = [pair[0] for pair in matcher.knnMatch(descriptors_a, descriptors_b, k=2)
             if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance]
     if len(good) < 3:
         return 0
     source = points_a[[match.queryIdx for match in good]]
     target = points_b[[match.trainIdx for match in good]]
+    # OpenCV's RANSAC seeds its own generator on every call: the same matches give the same inliers.
     transform, inliers = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PX,
         maxIters=RANSAC_ITERATIONS, confidence=RANSAC_CONFIDENCE)
@@ -72,8 +72,6 @@ def pair_inliers(pairs: np.ndarray, open_grey: Callable[[int], Image.Image], wor
     rows = np.unique(pairs).tolist()
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         features = dict(zip(rows, pool.map(lambda row: keypoint_features(open_grey(row)), rows)))
-    # OpenCV's RANSAC draws from a generator seeded per call, but keep it fixed explicitly too.
-    cv2.setRNGSeed(0)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     return np.array([consistent_matches(features[int(a)], features[int(b)], matcher) for a, b in pairs],
                     dtype=np.int64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,6 +67,18 @@ def test_recrop_and_burst_frame_agree_a_different_portrait_does_not(photos):
     assert sorted(opened) == [0, 1, 2, 3], f"each image is decoded once, however many pairs it is in: {opened}"
     serial = pair_inliers(pairs, grey_opener(images), workers=1).tolist()
     assert serial == list(inliers.values()), "threads change nothing: each image's features depend on it alone"
+
+
+def test_inliers_do_not_depend_on_opencvs_random_state(photos):
+    # RANSAC samples at random: the counts must come from OpenCV's per-call seeding, not from whatever
+    # seeded or drew from OpenCV's shared generator before.
+    images, pairs = list(photos.values()), np.array([[0, 1], [0, 2], [1, 2], [2, 3]])
+    counts = []
+    for seed in (0, 987_654):
+        cv2.setRNGSeed(seed)
+        cv2.randu(np.empty(1000, dtype=np.float32), 0, 1)  # draws that move the shared generator on
+        counts.append(pair_inliers(pairs, grey_opener(images)).tolist())
+    assert counts[0] == counts[1], f"the inliers of the same pairs changed with OpenCV's random state: {counts}"
 
 
 def band_grouping(photos, candidate_min_cosine: float, min_inliers: int, opened: list[int]):
