@@ -26,9 +26,9 @@ HASH_GRAPH = {"neighbours": 16, "build_breadth": 64, "search_breadth": 64}
 THUMBNAIL_GRAPH = {"neighbours": 8, "build_breadth": 32, "search_breadth": 32}
 FIRST_K = 8
 # Below this many hashes one exact all-against-all scan (faiss' vectorised popcount) beats building
-# the graph and finds every pair: 0.15 s against 1.3 s for the mirror's 17.5k phashes, 19 s against
-# 37 s at 175k, where the graph missed 3 of 893 pairs. The scan grows as n², the graph slower; they
-# meet near 450k hashes (docs/benchmarks.md section 10).
+# the graph and finds every pair: 0.2 s against 1.3 s for the mirror's 17.5k phashes, 14.5 s against
+# 24.4 s at 175k, where the graph missed 3 of 893 pairs (docs/benchmarks.md section 10). The scan
+# grows as n², the graph about as n^1.3 there; extrapolated, they meet near 400k hashes.
 EXACT_HASH_SEARCH_BELOW = 300_000
 # Thumbnail candidates come from their low 2-D DCT frequencies (u + v < 8, without the constant
 # term, zero after mean-centring): an orthogonal projection, so it never lengthens a distance and
