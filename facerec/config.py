@@ -320,10 +320,11 @@ class SplitConfig(Section):
         if self.val_fraction + self.test_fraction >= 1:
             self.refuse("test_fraction", f"a number below 1 - split.val_fraction = {1 - self.val_fraction:g}, "
                                          "so train keeps images")
-        if self.keypoint_candidate_min_cosine > self.near_duplicate_min_cosine:
+        # With the check off (0 inliers) the bound is unused, so a lower thumbnail threshold alone is fine.
+        if self.keypoint_min_inliers and self.keypoint_candidate_min_cosine > self.near_duplicate_min_cosine:
             self.refuse("keypoint_candidate_min_cosine", "a cosine at most split.near_duplicate_min_cosine = "
-                                                         f"{self.near_duplicate_min_cosine:g} (equal: no candidates, "
-                                                         "like keypoint_min_inliers = 0)")
+                                                         f"{self.near_duplicate_min_cosine:g} (equal: no candidates), "
+                                                         "or split.keypoint_min_inliers = 0 to turn the check off")
 
 
 @dataclass(frozen=True)
