@@ -181,7 +181,8 @@ def inspect_files(
     """One row per file, in the files' order: hash, decoded size, mode, format, status, extra columns.
 
     Each file is read and decoded once, on all cores; `describe(image)` adds the `extra_columns` of
-    ok images from the decoded pixels (JPEGs decoded straight to `draft_mode` if given), and `on_bytes(path, data)` receives every file read, in order.
+    ok images from the decoded pixels (JPEGs decoded straight to `draft_mode` if given), and
+    `on_bytes(path, data)` receives every file read, in order.
     """
     inspect = functools.partial(_inspect, read=files.read, min_side_px=min_side_px,
                                 max_pixels=_pixel_limit(max_image_pixels), describe=describe, draft_mode=draft_mode,

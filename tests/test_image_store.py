@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facerec.errors import PipelineInputError
 from facerec.image_store import FolderImages, PackedImages, open_images
@@ -71,9 +73,6 @@ def test_a_missing_or_compressed_pack_is_a_clear_error(tmp_path):
 
 def _noise_jpeg(mode: str, seed: int = 3, **save_options) -> bytes:
     """A JPEG of random pixels (every byte of its scans carries data) in `mode`."""
-    import io
-
-    from PIL import Image
     pixels = np.random.default_rng(seed).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", **save_options)
