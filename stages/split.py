@@ -11,7 +11,8 @@ import pandas as pd
 from facerec.atomic import atomic_dir, write_csv, write_json
 from facerec.config import load_config
 from facerec.fingerprints import FINGERPRINT_COLUMNS
-from facerec.face_data import drop_faceless, image_root
+from facerec.errors import PipelineInputError
+from facerec.face_data import drop_faceless
 from facerec.manifests import read_faces, read_manifest
 from facerec.split import split_manifest, split_metrics
 from facerec.stage_runner import run_stage
@@ -23,7 +24,6 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True, help="the packed dataset (data/raw.zip) or a folder of it")
-    parser.add_argument("--faces-dir", type=Path, required=True, help="aligned crops (read when faces.detector is on)")
     parser.add_argument("--faces", type=Path, required=True, help="the faces stage's CSV: which images kept a face")
     parser.add_argument("--splits-dir", type=Path, required=True, help="gets train/val/test(/unknown).csv")
     parser.add_argument("--report", type=Path, required=True, help="JSON: groups, duplicates, conflicts, sizes")
@@ -32,25 +32,29 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def stored_fingerprints(manifest: pd.DataFrame, detects: bool) -> pd.DataFrame | None:
-    """The manifest's fingerprint columns, when it has them all and they describe the images split."""
-    if detects or not set(FINGERPRINT_COLUMNS) <= set(manifest.columns):
-        return None  # aligned crops differ from the raw images the download stage fingerprinted
+def stored_fingerprints(manifest: pd.DataFrame, manifest_path: Path) -> pd.DataFrame:
+    """The fingerprint columns the download stage wrote for every image of the manifest."""
+    missing = [column for column in FINGERPRINT_COLUMNS if column not in manifest.columns]
+    if missing:
+        raise PipelineInputError(f"{manifest_path} has no {', '.join(missing)} column: it was written by an older "
+                                 "download stage; run `dvc repro -f download` to fingerprint the images")
     return manifest[list(FINGERPRINT_COLUMNS)]
 
 
 def main() -> None:
     args = parse_args()
     params = load_config()
-    detector = params.faces.detector
     manifest = read_manifest(args.manifest)
     faceless = {}
     if params.faces.detects:
         # Images whose face was not kept leave the dataset here, with their face status as the reason.
         manifest, faceless = drop_faceless(manifest, read_faces(args.faces))
         log.info("Faces stage kept no face for %d images: %s", sum(faceless.values()), faceless)
-    result = split_manifest(manifest, image_root(detector, args.raw, args.faces_dir), params.split,
-                            params.base.seed, stored_fingerprints(manifest, params.faces.detects))
+    # Duplicates are searched among the photos themselves, also when later stages read aligned
+    # crops: the signals were calibrated on photos, while aligned crops put every face in one frame,
+    # where 16-px thumbnails of different people look alike (docs/splitting.md).
+    result = split_manifest(manifest, args.raw, params.split, params.base.seed,
+                            stored_fingerprints(manifest, args.manifest))
     result.report["images_without_face"] = faceless
     # One folder swap: a crash never leaves a mix of old and new splits, and an old unknown.csv
     # cannot outlive a run without a holdout.

@@ -36,7 +36,7 @@ def _download(project: Path) -> subprocess.CompletedProcess:
 
 def _split(project: Path) -> subprocess.CompletedProcess:
     return _run(project, "split", "--manifest", "data/manifest.csv", "--raw", "data/raw.zip",
-                "--faces-dir", "data/faces", "--faces", "data/faces.csv", "--splits-dir", "data/splits",
+                "--faces", "data/faces.csv", "--splits-dir", "data/splits",
                 "--report", "reports/split.json", "--conflicts", "data/conflicts.csv", "--metrics", "metrics/split.json")
 
 
