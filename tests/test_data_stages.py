@@ -152,6 +152,18 @@ def test_filters_leaving_one_identity_name_the_params(tmp_path):
         assert key in done.stderr, f"the message says {key!r}: {done.stderr}"
 
 
+def test_manifest_without_fingerprints_stops_the_split_with_the_fix(tmp_path):
+    project = _project(tmp_path, source="synthetic")
+    assert _download(project).returncode == 0
+    manifest = pd.read_csv(project / "data/manifest.csv", dtype=str, keep_default_na=False)
+    manifest.drop(columns=["phash256", "thumbs16"]).to_csv(project / "data/manifest.csv", index=False)
+    done = _split(project)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "data/manifest.csv has no phash256, thumbs16 column" in done.stderr and "dvc repro -f download" in \
+        done.stderr, f"names the file, the missing columns and the fix: {done.stderr}"
+    assert not (project / "data/splits").exists(), "nothing written"
+
+
 def test_folder_source_skips_links_and_readme_and_reports_them(tmp_path, synthetic_root):
     source = tmp_path / "mirror"
     shutil.copytree(synthetic_root, source / "faces")
