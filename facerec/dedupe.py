@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 
 from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words
 from facerec.keypoints import pair_inliers
-from facerec.pair_index import VERIFY_BATCH_PAIRS, best_cosines, indexed_hash_pairs, indexed_thumbnail_pairs
+from facerec.pair_index import indexed_hash_pairs, thumbnail_pairs_and_cosines
 
 # The signal_pairs key of the pairs the keypoint check joined (not a fingerprint column: it reads images).
 KEYPOINT_SIGNAL = "keypoints"
@@ -84,6 +84,7 @@ class KeypointCheck:
     candidate_min_cosine: float
     min_inliers: int  # RANSAC inliers of facerec.keypoints; 0 = no check
     open_grey: Callable[[int], Image.Image]  # the grey image of a fingerprint row
+    workers: int | None = None  # threads that decode and describe candidate images (None: every core)
 
     def active(self, min_cosine: float) -> bool:
         return self.min_inliers > 0 and self.candidate_min_cosine < min_cosine
@@ -113,11 +114,8 @@ def components(count: int, edges: np.ndarray) -> np.ndarray:
 
 def thumbnail_signal(thumbnails: np.ndarray, min_cosine: float, search_cosine: float) -> tuple[np.ndarray, np.ndarray]:
     """Thumbnail pairs at cosine >= min_cosine, and the candidates at search_cosine <= cosine < min_cosine."""
-    found = indexed_thumbnail_pairs(thumbnails, min(min_cosine, search_cosine))
-    if search_cosine >= min_cosine or not len(found):
-        return found, found[:0]
-    close = np.concatenate([best_cosines(thumbnails, found[start : start + VERIFY_BATCH_PAIRS]) >= min_cosine
-                            for start in range(0, len(found), VERIFY_BATCH_PAIRS)])
+    found, cosines = thumbnail_pairs_and_cosines(thumbnails, min(min_cosine, search_cosine))
+    close = cosines >= min_cosine
     return found[close], found[~close]
 
 
@@ -149,7 +147,7 @@ def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance
     candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
     joined = empty
     if checking and len(candidates):
-        joined = candidates[pair_inliers(candidates, keypoints.open_grey) >= keypoints.min_inliers]
+        joined = candidates[pair_inliers(candidates, keypoints.open_grey, keypoints.workers) >= keypoints.min_inliers]
         labels = components(count, np.concatenate([edges, joined]))
     signal_pairs[KEYPOINT_SIGNAL] = joined
     near = unique_pairs(np.concatenate(list(signal_pairs.values())))

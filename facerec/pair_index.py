@@ -115,9 +115,14 @@ def low_frequencies(vectors: np.ndarray) -> np.ndarray:
 
 def indexed_thumbnail_pairs(thumbnails: np.ndarray, min_cosine: float) -> np.ndarray:
     """(k, 2) pairs i < j of (n, crops, d) unit thumbnails whose best crop pair has cosine >= min_cosine."""
+    return thumbnail_pairs_and_cosines(thumbnails, min_cosine)[0]
+
+
+def thumbnail_pairs_and_cosines(thumbnails: np.ndarray, min_cosine: float) -> tuple[np.ndarray, np.ndarray]:
+    """indexed_thumbnail_pairs, with each pair's best crop-pair cosine (computed once, to keep or drop it)."""
     count, crops, _ = thumbnails.shape
     if count < 2:
-        return np.empty((0, 2), dtype=np.int64)
+        return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.float32)
     flat = thumbnails.reshape(count * crops, -1)
     projected = low_frequencies(flat)
     # Unit vectors: cosine >= c exactly when the squared distance is <= 2 - 2c (with float slack).
@@ -127,12 +132,11 @@ def indexed_thumbnail_pairs(thumbnails: np.ndarray, min_cosine: float) -> np.nda
                               THUMBNAIL_GRAPH["search_breadth"])
     candidates = as_image_pairs(close, crops)
     if not len(candidates):
-        return candidates
-    keep = np.concatenate([
-        best_cosines(thumbnails, candidates[start : start + VERIFY_BATCH_PAIRS]) >= min_cosine
-        for start in range(0, len(candidates), VERIFY_BATCH_PAIRS)
-    ])
-    return candidates[keep]
+        return candidates, np.empty(0, dtype=np.float32)
+    cosines = np.concatenate([best_cosines(thumbnails, candidates[start : start + VERIFY_BATCH_PAIRS])
+                              for start in range(0, len(candidates), VERIFY_BATCH_PAIRS)])
+    keep = cosines >= min_cosine
+    return candidates[keep], cosines[keep]
 
 
 def best_cosines(thumbnails: np.ndarray, pairs: np.ndarray) -> np.ndarray:

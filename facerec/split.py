@@ -155,7 +155,8 @@ def fingerprints_of(frame: pd.DataFrame, manifest_rows: int, image_dir: Path,
     return fingerprints.reset_index(drop=True).loc[frame.index, list(FINGERPRINT_COLUMNS)].reset_index(drop=True)
 
 
-def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig) -> KeypointCheck:
+def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
+                   workers: int | None = None) -> KeypointCheck:
     """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
     paths, store, opening = paths.tolist(), [], threading.Lock()
 
@@ -171,7 +172,7 @@ def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig) -> Ke
             return upright_grey(open_for_fingerprint(images().open(path)))
         except (OSError, ValueError) as error:
             raise PipelineInputError(f"cannot decode {path} in {image_dir} for the keypoint check: {error}") from error
-    return KeypointCheck(config.keypoint_candidate_min_cosine, config.keypoint_min_inliers, open_grey)
+    return KeypointCheck(config.keypoint_candidate_min_cosine, config.keypoint_min_inliers, open_grey, workers)
 
 
 def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -279,7 +280,8 @@ def split_manifest(
 
     `fingerprints` (facerec.fingerprints.FINGERPRINT_COLUMNS), when given, has one row per row of
     `manifest` (rows of non-ok images are ignored); otherwise the selected images under
-    `image_dir` are fingerprinted here by `workers` processes (None: every core).
+    `image_dir` are fingerprinted here by `workers` processes (None: every core); the keypoint
+    check decodes its candidate images on as many threads.
     """
     manifest = manifest.reset_index(drop=True)
     ok_rows = manifest[manifest["status"] == "ok"].astype({"identity": str})
@@ -289,7 +291,7 @@ def split_manifest(
     selected_fingerprints = fingerprints_of(selected, len(manifest), image_dir, fingerprints, workers)
     grouping = group_duplicates(selected["sha256"].tolist(), selected_fingerprints,
                                 config.near_duplicate_max_distance, config.near_duplicate_min_cosine,
-                                keypoint_check(selected["path"], image_dir, config))
+                                keypoint_check(selected["path"], image_dir, config, workers))
     selected["group"] = grouping.group
     log.info(
         "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs; keypoints "

@@ -13,7 +13,7 @@ from conftest import tiny_config
 from matplotlib import cbook
 from PIL import Image, ImageFilter
 
-from facerec import dedupe
+from facerec import dedupe, pair_index
 from facerec import fingerprints as signals
 from facerec.config import ParamsError
 from facerec.keypoints import pair_inliers
@@ -91,7 +91,7 @@ def band_grouping(photos, candidate_min_cosine: float, min_inliers: int, opened:
 
 def test_only_candidates_in_the_band_are_checked_and_joined(photos):
     thumbs = signals.decode_thumbnails([signals.fingerprint(image)[signals.THUMBS_COLUMN] for image in photos.values()])
-    cosine = {pair: float(dedupe.best_cosines(thumbs, np.array([pair]))[0]) for pair in ((0, 1), (0, 2), (1, 2))}
+    cosine = {pair: float(pair_index.best_cosines(thumbs, np.array([pair]))[0]) for pair in ((0, 1), (0, 2), (1, 2))}
     # Between the re-crop's and the next frame's cosine with the frame: one pair in the band, one below.
     bound = (cosine[(0, 1)] + cosine[(0, 2)]) / 2
     assert cosine[(0, 2)] < bound < cosine[(0, 1)], f"the portraits straddle the bound: {cosine}"
