@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 
 from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words
 from facerec.keypoints import pair_inliers
-from facerec.pair_index import indexed_hash_pairs, thumbnail_pairs_and_cosines
+from facerec.pair_index import indexed_hash_pairs, thumbnail_pairs_and_cosines, unique_pairs
 
 # The signal_pairs key of the pairs the keypoint check joined (not a fingerprint column: it reads images).
 KEYPOINT_SIGNAL = "keypoints"
@@ -99,11 +99,6 @@ class Grouping:
     near_pairs: np.ndarray  # (k, 2) pairs close by any signal that are not byte-identical
     signal_pairs: dict[str, np.ndarray]  # the near pairs each signal found: fingerprint columns, KEYPOINT_SIGNAL
     keypoint_candidates: int = 0  # candidate pairs between two groups that the keypoint check examined
-
-
-def unique_pairs(pairs: np.ndarray) -> np.ndarray:
-    """Sorted (k, 2) pairs without repeats."""
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
 def components(count: int, edges: np.ndarray) -> np.ndarray:

