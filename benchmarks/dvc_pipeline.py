@@ -91,12 +91,17 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--noop-runs", type=int, default=5)
     parser.add_argument("--keep-log", type=Path, help="write the timed log of the last cold run here")
+    parser.add_argument("--cpus", type=int,
+                        help="pin the floor and the pipeline to this many cores (CPU affinity, inherited by "
+                             "every stage): how the ratio moves with cores")
     args = parser.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cpus])
     # The stages are `python -m ...`: this interpreter's venv first on PATH; unbuffered for timing.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1"}
     dvc = [sys.executable, "-m", "dvc"]
-    result: dict = {"load_average_before": load_average(), "cpus": os.cpu_count(), "cold": [], "noop": {}}
+    result: dict = {"load_average_before": load_average(), "cpus": len(os.sched_getaffinity(0)), "cold": [], "noop": {}}
     with tempfile.TemporaryDirectory(prefix="facerec-bench-dvc-") as scratch:
         for run in range(args.cold_runs):
             project = Path(scratch) / f"project-{run}"
@@ -113,7 +118,8 @@ def main() -> None:
                 shutil.rmtree(project)
         if args.keep_log:
             args.keep_log.write_text("".join(f"{at:7.2f} {line}\n" for at, line in lines), encoding="utf-8")
-        for name, command in (("repro_analyze", [*dvc, "repro", "analyze"]), ("status", [*dvc, "status"])):
+        noop_commands = {"repro_analyze": [*dvc, "repro", "analyze"], "status": [*dvc, "status"]}
+        for name, command in noop_commands.items() if args.noop_runs else ():
             walls = [timed_run(command, project, env)[0] for _ in range(args.noop_runs)]
             result["noop"][name] = {**summary(walls), "load_average": load_average()}
     result["cold_wall_s"] = summary([run["wall_s"] for run in result["cold"]])

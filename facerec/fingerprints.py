@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,7 +12,7 @@ from PIL import Image, ImageOps
 
 from facerec.errors import PipelineInputError
 from facerec.verify import upright_rgb
-from facerec.workers import process_pool
+from facerec.workers import process_pool, usable_cores
 
 # The near-duplicate signals of one image, each a manifest column of hex text. The download stage
 # stores them while it decodes each image; the split recomputes them when absent (old manifests,
@@ -135,7 +134,7 @@ def fingerprint_file(path: Path) -> dict[str, str]:
 
 def compute_fingerprints(paths: list[Path], workers: int | None = None) -> pd.DataFrame:
     """Fingerprint every image in `paths` (rows in path order), on all cores unless `workers` says."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cores()
     if workers == 1 or len(paths) < SERIAL_BELOW_IMAGES:
         rows = [fingerprint_file(path) for path in paths]
     else:

@@ -10,13 +10,14 @@ Settings measured on the pins mirror (docs/splitting.md).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from facerec.workers import usable_cores
 
 # Images are resized so their longer side has this many pixels: the mirror's own size, and small
 # copies (65 px) then have as many keypoints as large ones.
@@ -70,7 +71,7 @@ def pair_inliers(pairs: np.ndarray, open_grey: Callable[[int], Image.Image], wor
     if not len(pairs):
         return np.empty(0, dtype=np.int64)
     rows = np.unique(pairs).tolist()
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(workers or usable_cores()) as pool:
         features = dict(zip(rows, pool.map(lambda row: keypoint_features(open_grey(row)), rows)))
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     return np.array([consistent_matches(features[int(a)], features[int(b)], matcher) for a, b in pairs],

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from facerec.layout import identity_from_folder, layout_status, printable_name
 from facerec.manifests import MANIFEST_DTYPES
-from facerec.workers import process_pool
+from facerec.workers import process_pool, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def inspect_files(
                                 max_pixels=_pixel_limit(max_image_pixels), describe=describe, draft_mode=draft_mode,
                                 keep_bytes=on_bytes is not None)
     tasks = [(location, place_status) for _, location, place_status in files.entries]
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cores()
     progress = tqdm(total=len(tasks), desc="verify images", unit="file", file=sys.stderr)
     rows = []
     with contextlib.ExitStack() as stack:

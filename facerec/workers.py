@@ -26,6 +26,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, cpusets, batch schedulers), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def process_pool(max_workers: int) -> ProcessPoolExecutor:
     """A ProcessPoolExecutor of `max_workers` processes that do not outlive this one."""
     # fork, named: the parent-pid check assumes the worker's parent is this process, which a
