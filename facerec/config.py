@@ -76,14 +76,14 @@ def integer(low: int, high: int, meaning: str = "") -> Check:
     return Check(f"an integer from {low} to {high}{f' ({meaning})' if meaning else ''}", accept)
 
 
-def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
-    """A finite number between low and high; an open end excludes the bound itself."""
+def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False, meaning: str = "") -> Check:
+    """A finite number between low and high; an open end excludes the bound itself; `meaning` explains a value."""
     def accept(value):
         _require(isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value))
         _require((low < value if low_open else low <= value) and (value < high if high_open else value <= high))
         return float(value)
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    return Check(f"a number in {interval}", accept)
+    return Check(f"a number in {interval}{f' ({meaning})' if meaning else ''}", accept)
 
 
 def choice(*options: str) -> Check:
@@ -311,6 +311,7 @@ class SplitConfig(Section):
     near_duplicate_min_cosine: float = param(number(0, 1, low_open=True))  # grey thumbnails (best centre-crop pair); >= this → same group
     keypoint_candidate_min_cosine: float = param(number(0, 1, low_open=True))  # thumbnail pairs from here up to near_duplicate_min_cosine get the keypoint check
     keypoint_min_inliers: int = param(integer(0, 10_000, "0 turns the keypoint check off"))  # ORB matches one similarity transform explains; >= this → same group
+    burst_max_delta_e: float = param(number(0, 100, meaning="0 turns the burst check off"))  # median CIELAB ΔE after a dense flow, for band pairs the keypoint check left apart; <= this → same group
     keep_conflicts: bool = param(boolean())  # True: keep the majority identity of a conflict group
     identities: tuple[str, ...] = param(names())  # explicit subset; empty = all
     max_identities: int = param(integer(0, 1_000_000))  # first N by name; 0 = all
@@ -320,11 +321,13 @@ class SplitConfig(Section):
         if self.val_fraction + self.test_fraction >= 1:
             self.refuse("test_fraction", f"a number below 1 - split.val_fraction = {1 - self.val_fraction:g}, "
                                          "so train keeps images")
-        # With the check off (0 inliers) the bound is unused, so a lower thumbnail threshold alone is fine.
-        if self.keypoint_min_inliers and self.keypoint_candidate_min_cosine > self.near_duplicate_min_cosine:
+        # With both checks off the bound is unused, so a lower thumbnail threshold alone is fine.
+        if ((self.keypoint_min_inliers or self.burst_max_delta_e)
+                and self.keypoint_candidate_min_cosine > self.near_duplicate_min_cosine):
             self.refuse("keypoint_candidate_min_cosine", "a cosine at most split.near_duplicate_min_cosine = "
                                                          f"{self.near_duplicate_min_cosine:g} (equal: no candidates), "
-                                                         "or split.keypoint_min_inliers = 0 to turn the check off")
+                                                         "or split.keypoint_min_inliers = 0 and split.burst_max_delta_e = 0 "
+                                                         "to turn the checks off")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,15 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from facerec.bursts import pair_colour_differences
 from facerec.fingerprints import FINGERPRINT_COLUMNS, PHASH_COLUMN, THUMBS_COLUMN, decode_thumbnails, hashes_to_words
 from facerec.keypoints import pair_inliers
 from facerec.pair_index import indexed_hash_pairs, thumbnail_pairs_and_cosines, unique_pairs
 
 # The signal_pairs key of the pairs the keypoint check joined (not a fingerprint column: it reads images).
 KEYPOINT_SIGNAL = "keypoints"
+# The signal_pairs key of the pairs the burst check joined (colours agree after a dense flow).
+BURST_SIGNAL = "bursts"
 # Rows of the pairwise distance matrix computed at once: 128 x 17.5k uint64 is an 18 MB buffer.
 PAIR_BLOCK_ROWS = 128
 
@@ -90,6 +93,15 @@ class KeypointCheck:
         return self.min_inliers > 0 and self.candidate_min_cosine < min_cosine
 
 
+@dataclass(frozen=True)
+class BurstCheck:
+    """The keypoint band's candidates still apart join when their colours agree after a dense flow."""
+
+    max_delta_e: float  # median CIELAB ΔE of facerec.bursts; 0 = no check
+    open_colour: Callable[[int], Image.Image]  # the colour image of a fingerprint row
+    workers: int | None = None  # threads that decode and compare candidate images (None: every core)
+
+
 @dataclass
 class Grouping:
     """Duplicate groups of n images: `group[i]` numbers groups by their first member's position."""
@@ -97,8 +109,9 @@ class Grouping:
     group: np.ndarray  # int64, one group id per image
     exact_pairs: np.ndarray  # (k, 2) byte-identical index pairs
     near_pairs: np.ndarray  # (k, 2) pairs close by any signal that are not byte-identical
-    signal_pairs: dict[str, np.ndarray]  # the near pairs each signal found: fingerprint columns, KEYPOINT_SIGNAL
+    signal_pairs: dict[str, np.ndarray]  # the near pairs each signal found: fingerprint columns, KEYPOINT_SIGNAL, BURST_SIGNAL
     keypoint_candidates: int = 0  # candidate pairs between two groups that the keypoint check examined
+    burst_candidates: int = 0  # candidate pairs the keypoint check left between two groups, that the burst check examined
 
 
 def components(count: int, edges: np.ndarray) -> np.ndarray:
@@ -115,38 +128,51 @@ def thumbnail_signal(thumbnails: np.ndarray, min_cosine: float, search_cosine: f
 
 
 def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance: int,
-                     min_cosine: float, keypoints: KeypointCheck | None = None) -> Grouping:
+                     min_cosine: float, keypoints: KeypointCheck | None = None,
+                     bursts: BurstCheck | None = None) -> Grouping:
     """Join exact and near-duplicate pairs into connected components (deterministic ids).
 
     `fingerprints` has the FINGERPRINT_COLUMNS, one row per entry of `sha256`. Near pairs are
-    phash pairs within `max_distance` bits, thumbnail pairs at cosine >= `min_cosine`, and, with
-    an active `keypoints` check, the thumbnail candidates below it whose keypoints agree (only
-    pairs the other signals left in two groups are examined).
+    phash pairs within `max_distance` bits, thumbnail pairs at cosine >= `min_cosine`, and, in
+    the band of `keypoints` below it, the thumbnail candidates whose keypoints agree (with an
+    active keypoint check) or, of those still apart, whose colours agree after a dense flow (with
+    `bursts` at a ΔE above 0). Each check examines only pairs the earlier signals left in two groups.
     """
     count = len(sha256)
     empty = np.empty((0, 2), dtype=np.int64)
     if count == 0:
         return Grouping(np.empty(0, dtype=np.int64), empty, empty,
-                        dict.fromkeys((*FINGERPRINT_COLUMNS, KEYPOINT_SIGNAL), empty))
+                        dict.fromkeys((*FINGERPRINT_COLUMNS, KEYPOINT_SIGNAL, BURST_SIGNAL), empty))
     exact = exact_pairs(sha256)
     sha = np.asarray(sha256, dtype=object)
     hash_bytes = hashes_to_words(fingerprints[PHASH_COLUMN].tolist()).view(np.uint8)
     checking = keypoints is not None and keypoints.active(min_cosine)
+    bursting = (keypoints is not None and bursts is not None and bursts.max_delta_e > 0
+                and keypoints.candidate_min_cosine < min_cosine)
     thumbs, candidates = thumbnail_signal(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine,
-                                          keypoints.candidate_min_cosine if checking else min_cosine)
+                                          keypoints.candidate_min_cosine if checking or bursting else min_cosine)
     signal_pairs = {PHASH_COLUMN: indexed_hash_pairs(hash_bytes, max_distance), THUMBS_COLUMN: thumbs}
     signal_pairs = {column: pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]] for column, pairs in signal_pairs.items()}
     edges = np.concatenate([exact, *signal_pairs.values()])
     labels = components(count, edges)
     # Only candidates the cheap signals left apart need their images decoded and compared.
     candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
+    keypoint_candidates = len(candidates) if checking else 0
     joined = empty
     if checking and len(candidates):
         joined = candidates[pair_inliers(candidates, keypoints.open_grey, keypoints.workers) >= keypoints.min_inliers]
-        labels = components(count, np.concatenate([edges, joined]))
+        edges = np.concatenate([edges, joined])
+        labels = components(count, edges)
+        candidates = candidates[labels[candidates[:, 0]] != labels[candidates[:, 1]]]
     signal_pairs[KEYPOINT_SIGNAL] = joined
+    burst_candidates = len(candidates) if bursting else 0
+    joined = empty
+    if bursting and len(candidates):
+        joined = candidates[pair_colour_differences(candidates, bursts.open_colour, bursts.workers) <= bursts.max_delta_e]
+        labels = components(count, np.concatenate([edges, joined]))
+    signal_pairs[BURST_SIGNAL] = joined
     near = unique_pairs(np.concatenate(list(signal_pairs.values())))
     # Renumber by first appearance so ids depend only on the input order, not on scipy internals.
     _, first_index, inverse = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first_index))
-    return Grouping(rank[inverse].astype(np.int64), exact, near, signal_pairs, len(candidates))
+    return Grouping(rank[inverse].astype(np.int64), exact, near, signal_pairs, keypoint_candidates, burst_candidates)

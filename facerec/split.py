@@ -6,17 +6,21 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from facerec.config import SplitConfig, as_plain_dict
-from facerec.dedupe import KEYPOINT_SIGNAL, Grouping, KeypointCheck, group_duplicates
+from facerec.dedupe import BURST_SIGNAL, KEYPOINT_SIGNAL, BurstCheck, Grouping, KeypointCheck, group_duplicates
 from facerec.fingerprints import FINGERPRINT_COLUMNS, compute_fingerprints, open_for_fingerprint, upright_grey
 from facerec.errors import PipelineInputError
 from facerec.image_store import open_images
+from facerec.verify import upright_rgb
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,7 @@ def build_report(config, selected, grouping, conflicts, too_small, unknown, spli
         "exact_duplicate_pairs": len(grouping.exact_pairs),
         "near_duplicate_pairs": len(grouping.near_pairs),
         "keypoint_candidate_pairs": grouping.keypoint_candidates,
+        "burst_candidate_pairs": grouping.burst_candidates,
         "conflict_groups": int(conflicts["group"].nunique()),
         "conflict_images": len(conflicts),
         "conflict_images_dropped": int((~conflicts["kept"]).sum()),
@@ -155,9 +160,8 @@ def fingerprints_of(frame: pd.DataFrame, manifest_rows: int, image_dir: Path,
     return fingerprints.reset_index(drop=True).loc[frame.index, list(FINGERPRINT_COLUMNS)].reset_index(drop=True)
 
 
-def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
-                   workers: int | None = None) -> KeypointCheck:
-    """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
+def candidate_opener(paths: pd.Series, image_dir: Path, check: str, decode: Callable[[BinaryIO], Image.Image]):
+    """A thread-safe opener of the image at a row of `paths` in `image_dir`, decoded by `decode`, for `check`."""
     paths, store, opening = paths.tolist(), [], threading.Lock()
 
     def images():
@@ -166,13 +170,32 @@ def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
                 store.append(open_images(image_dir))
         return store[0]
 
-    def open_grey(row: int):
+    def open_row(row: int) -> Image.Image:
         path = paths[row]
         try:
-            return upright_grey(open_for_fingerprint(images().open(path)))
+            return decode(images().open(path))
         except (OSError, ValueError) as error:
-            raise PipelineInputError(f"cannot decode {path} in {image_dir} for the keypoint check: {error}") from error
+            raise PipelineInputError(f"cannot decode {path} in {image_dir} for the {check}: {error}") from error
+    return open_row
+
+
+def open_colour(source: BinaryIO) -> Image.Image:
+    """Decode an image in full colour, upright (a JPEG is not drafted to grey, as for the fingerprints)."""
+    with Image.open(source) as image:
+        image.load()
+        return upright_rgb(image)
+
+
+def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
+                   workers: int | None = None) -> KeypointCheck:
+    """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
+    open_grey = candidate_opener(paths, image_dir, "keypoint check", lambda source: upright_grey(open_for_fingerprint(source)))
     return KeypointCheck(config.keypoint_candidate_min_cosine, config.keypoint_min_inliers, open_grey, workers)
+
+
+def burst_check(paths: pd.Series, image_dir: Path, config: SplitConfig, workers: int | None = None) -> BurstCheck:
+    """The burst check of the split's settings, reading the colour images of `paths` (by row) from `image_dir`."""
+    return BurstCheck(config.burst_max_delta_e, candidate_opener(paths, image_dir, "burst check", open_colour), workers)
 
 
 def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -291,17 +314,20 @@ def split_manifest(
     selected_fingerprints = fingerprints_of(selected, len(manifest), image_dir, fingerprints, workers)
     grouping = group_duplicates(selected["sha256"].tolist(), selected_fingerprints,
                                 config.near_duplicate_max_distance, config.near_duplicate_min_cosine,
-                                keypoint_check(selected["path"], image_dir, config, workers))
+                                keypoint_check(selected["path"], image_dir, config, workers),
+                                burst_check(selected["path"], image_dir, config, workers))
     selected["group"] = grouping.group
     log.info(
         "fingerprinted and grouped %d images into %d groups (%d exact, %d near-duplicate pairs; keypoints "
-        "joined %d of %d candidate pairs) in %.1f s",
+        "joined %d of %d candidate pairs, the burst check %d of the %d left) in %.1f s",
         len(selected),
         selected["group"].nunique(),
         len(grouping.exact_pairs),
         len(grouping.near_pairs),
         len(grouping.signal_pairs[KEYPOINT_SIGNAL]),
         grouping.keypoint_candidates,
+        len(grouping.signal_pairs[BURST_SIGNAL]),
+        grouping.burst_candidates,
         time.perf_counter() - started,
     )
     conflicts, keep = find_conflicts(selected, config.keep_conflicts)

@@ -21,7 +21,7 @@ def test_switching_the_detector_reruns_from_faces_and_later_stages_read_the_crop
                      # variants of one portrait are re-crops of one photo to every duplicate signal; keep them distinct
                      "split": {"min_images_per_identity": 3, "near_duplicate_max_distance": 0,
                                "near_duplicate_min_cosine": 1.0,
-                               "keypoint_min_inliers": 0}})
+                               "keypoint_min_inliers": 0, "burst_max_delta_e": 0}})
 
     _sh(repo, "dvc", "repro", "analyze")
     assert not any((repo / "data/faces").iterdir()), "detector none: nothing copied into data/faces"

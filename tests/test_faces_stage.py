@@ -33,7 +33,7 @@ def _params(project: Path, **faces) -> None:
                                       faces={"detector": "mtcnn", "crop_size_px": 64, **faces},
                                       split={"min_images_per_identity": 3, "near_duplicate_max_distance": 0,
                                              "near_duplicate_min_cosine": 1.0,
-                                             "keypoint_min_inliers": 0}))
+                                             "keypoint_min_inliers": 0, "burst_max_delta_e": 0}))
 
 
 @pytest.fixture(scope="module")

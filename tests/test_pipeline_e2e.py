@@ -153,22 +153,23 @@ def test_on_off_words_survive_dvc_rewriting_params(repo):
         f"dvc metrics show carries the leak count of the split: {leak}"
 
 
-def test_a_word_for_the_keypoint_count_stops_the_split_naming_the_key(repo):
+@pytest.mark.parametrize(("key", "check"), [("keypoint_min_inliers", "keypoint"), ("burst_max_delta_e", "burst")])
+def test_a_word_for_a_check_threshold_stops_the_split_naming_the_key(repo, key, check):
     # DVC writes `off` as a bare word (YAML 1.2 keeps it a string): the split must refuse it in one
     # line naming the key and the 0 that turns the check off.
     outputs = ["params.yaml", "reports/split.json", "metrics/split.json", "data/conflicts.csv", "data/splits"]
     # DVC removes a stage's outputs before running it; they and the params are put back for the later tests.
     saved = {path: path.read_bytes() for name in outputs for path in [repo / name, *(repo / name).rglob("*")]
              if path.is_file()}
-    failed = subprocess.run(["dvc", "exp", "run", "split", "-S", "split.keypoint_min_inliers=off"], cwd=repo,
+    failed = subprocess.run(["dvc", "exp", "run", "split", "-S", f"split.{key}=off"], cwd=repo,
                             env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
                             capture_output=True, text=True, timeout=900)
     try:
         output = failed.stdout + failed.stderr
-        assert "keypoint_min_inliers: off\n" in (repo / "params.yaml").read_text(encoding="utf-8"), "DVC wrote the word"
-        errors = [line for line in output.splitlines() if "split.keypoint_min_inliers = 'off'" in line]
+        assert f"{key}: off\n" in (repo / "params.yaml").read_text(encoding="utf-8"), "DVC wrote the word"
+        errors = [line for line in output.splitlines() if f"split.{key} = 'off'" in line]
         assert failed.returncode != 0 and len(errors) == 1, f"one line names the key and the value:\n{output[-2000:]}"
-        assert "0 turns the keypoint check off" in errors[0], f"and the way to turn it off: {errors[0]}"
+        assert f"0 turns the {check} check off" in errors[0], f"and the way to turn it off: {errors[0]}"
         assert "Traceback" not in output, f"an expected problem, not a crash:\n{output[-2000:]}"
     finally:
         for path, data in saved.items():

@@ -16,14 +16,16 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 from test_dedupe import burst_and_recrop, hostile_pack  # noqa: F401 (a fixture)
+from test_bursts import burst_portraits
 from test_keypoints import portraits
 from PIL import Image
 
+from facerec.bursts import pair_colour_differences
 from facerec.dedupe import KEYPOINT_SIGNAL, group_duplicates
 from facerec.fingerprints import FINGERPRINT_COLUMNS, fingerprint
 from facerec.keypoints import pair_inliers
 from facerec.errors import PipelineInputError
-from facerec.split import keypoint_check, split_manifest
+from facerec.split import burst_check, keypoint_check, split_manifest
 
 SEED = 1
 BASE = replace(tiny_config().split, val_fraction=0.2, test_fraction=0.2, min_images_per_identity=5,
@@ -138,7 +140,7 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     manifest = pd.DataFrame([manifest_row(tmp_path, path) for path in paths])
     # Only the keypoint check can join: no phash pairs, thumbnails above every pair, a wide candidate band.
     config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
-                     keypoint_candidate_min_cosine=0.5)
+                     keypoint_candidate_min_cosine=0.5, burst_max_delta_e=0)
     checked, again, unchecked = (
         split_manifest(manifest, tmp_path, replace(config, keypoint_min_inliers=inliers), SEED)
         for inliers in (config.keypoint_min_inliers, config.keypoint_min_inliers, 0))
@@ -155,6 +157,36 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     assert checked.report["keypoint_candidate_pairs"] >= 3, "and the candidates it checked"
     assert unchecked.report["near_pairs_by_signal"]["keypoints"]["pairs"] == 0, "0 inliers switches the check off"
     assert unchecked.report["duplicate_groups"] == 0, "without it nothing joins the portraits"
+
+
+def test_burst_check_joins_what_the_keypoint_check_leaves_and_reports_it(tmp_path):
+    # The keypoint threshold above any pair: only the burst check can join the portraits.
+    rng = np.random.default_rng(3)
+    for identity in ("ann", "ben"):
+        (tmp_path / identity).mkdir()
+        for index in range(5):
+            (tmp_path / identity / f"img_{index}.jpg").write_bytes(pink_noise_jpeg(rng))
+    for name, image in burst_portraits().items():
+        folder = "ben" if name == "other person" else "ann"
+        (tmp_path / folder / f"portrait {name}.jpg").write_bytes(reencode(image, 90))
+    paths = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.jpg"))
+    manifest = pd.DataFrame([manifest_row(tmp_path, path) for path in paths])
+    config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
+                     keypoint_candidate_min_cosine=0.5, keypoint_min_inliers=10_000)
+    checked, again, unchecked = (split_manifest(manifest, tmp_path, replace(config, burst_max_delta_e=delta_e), SEED)
+                                 for delta_e in (config.burst_max_delta_e, config.burst_max_delta_e, 0))
+    assert checked.report == again.report, "a second run with the burst check reports the same"
+    group = {path: number for frame in checked.splits.values() for path, number in zip(frame["path"], frame["group"])}
+    assert group["ann/portrait frame.jpg"] == group["ann/portrait next frame.jpg"], f"the burst is one group: {group}"
+    apart = ("relit copy", "other person")
+    assert len({group[f"{'ben' if name == 'other person' else 'ann'}/portrait {name}.jpg"] for name in apart}
+               | {group["ann/portrait frame.jpg"]}) == 3, f"another light and another person stay apart: {group}"
+    signal = checked.report["near_pairs_by_signal"]["bursts"]
+    assert signal == {"pairs": 1, "across_splits": 0}, f"the report counts the burst pairs: {signal}"
+    assert checked.report["burst_candidate_pairs"] >= 3, "and the candidates it checked"
+    assert checked.report["near_pairs_by_signal"]["keypoints"]["pairs"] == 0, "the keypoint check joined none"
+    assert unchecked.report["burst_candidate_pairs"] == 0, "ΔE 0 switches the check off"
+    assert unchecked.report["duplicate_groups"] == 0, "and without it nothing joins the portraits"
 
 
 def test_keypoint_check_reads_hostile_images_alike_from_the_pack_and_a_folder(hostile_pack):
@@ -188,6 +220,24 @@ def test_keypoint_check_names_an_image_it_cannot_decode(tmp_path):
     check = keypoint_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE)
     with pytest.raises(PipelineInputError, match="cannot decode ann/broken.jpg .*keypoint check"):
         check.open_grey(0)
+    with pytest.raises(PipelineInputError, match="cannot decode ann/broken.jpg .*burst check"):
+        burst_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE).open_colour(0)
+
+
+def test_burst_check_reads_hostile_images_alike_from_the_pack_and_a_folder(hostile_pack):
+    # The burst check decodes in colour (no grey draft): every mode must reach it upright in RGB.
+    root, manifest = hostile_pack
+    names = manifest["path"].str.removeprefix("person/").tolist()
+    others = [name for name in names if name != "upright.jpg"]
+    pairs = np.array([[names.index(name), names.index("upright.jpg")] for name in others])
+    differences = {}
+    for source in (root / "raw.zip", root / "dataset"):
+        check = burst_check(manifest["path"], source, BASE)
+        assert all(check.open_colour(row).mode == "RGB" for row in range(len(names))), "each image decodes to RGB"
+        differences[source.name] = dict(zip(others, pair_colour_differences(pairs, check.open_colour).tolist()))
+    assert differences["raw.zip"] == differences["dataset"], f"the pack and the folder read alike: {differences}"
+    rotated = differences["dataset"]["exif rotated.jpg"]
+    assert rotated <= BASE.burst_max_delta_e, f"an EXIF-rotated copy is read upright and agrees: ΔE {rotated:.2f}"
 
 
 def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):
