@@ -47,8 +47,8 @@ def main() -> None:
     manifest, _ = drop_faceless(read_manifest(args.project / "data/manifest.csv"),
                                 read_faces(args.project / "data/faces.csv"))
     manifest = manifest[manifest["status"] == "ok"].reset_index(drop=True)
-    # The keypoint check reads images; it is off here, so both sides compare the same two signals.
-    config = replace(params.split, keypoint_min_inliers=0)
+    # The keypoint and burst checks read images; they are off here, so both sides compare the same two signals.
+    config = replace(params.split, keypoint_min_inliers=0, burst_max_delta_e=0)
     identities = manifest["identity"].to_numpy()
     from_crops = compute_fingerprints([args.project / "data/faces" / path for path in manifest["path"]])
     result = {"images": len(manifest), "identities": int(manifest["identity"].nunique())}
