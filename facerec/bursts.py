@@ -11,13 +11,14 @@ between one image and the other flowed onto it. Settings measured on the pins mi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from facerec.workers import usable_cores
 
 # Both images are resized to this square: about the mirror's own size (faces of 50-160 px).
 FLOW_SIDE_PX = 96
@@ -52,13 +53,13 @@ def pair_colour_differences(pairs: np.ndarray, open_colour: Callable[[int], Imag
                             workers: int | None = None) -> np.ndarray:
     """colour_difference of each (k, 2) image pair; each image involved is decoded (`open_colour(row)`) once.
 
-    Runs on `workers` threads (None: every core; OpenCV and Pillow release the GIL), so
+    Runs on `workers` threads (None: every usable core; OpenCV and Pillow release the GIL), so
     `open_colour` must be thread-safe. Each pair's value depends on its two images alone.
     """
     if not len(pairs):
         return np.empty(0, dtype=np.float64)
     rows = np.unique(pairs).tolist()
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(workers or usable_cores()) as pool:
         views = dict(zip(rows, pool.map(lambda row: flow_view(open_colour(row)), rows)))
         differences = pool.map(lambda pair: colour_difference(views[pair[0]], views[pair[1]]), pairs.tolist())
         return np.fromiter(differences, dtype=np.float64, count=len(pairs))
