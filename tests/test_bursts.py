@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import skimage.data
 from conftest import PROJECT_ROOT, tiny_config
-from test_keypoints import face_crop, grey_opener, portraits
+from test_keypoints import face_crop, grey_opener, opencv_threads, portraits
 from PIL import Image
 
 from facerec import dedupe
@@ -63,6 +63,18 @@ def test_differences_are_deterministic_and_decode_each_image_once(photos):
     serial = pair_colour_differences(pairs, lambda row: images[row], workers=1)
     assert first.tolist() == serial.tolist(), f"threads change nothing: {first} vs {serial}"
     assert pair_colour_differences(np.empty((0, 2), dtype=np.int64), open_colour).shape == (0,), "no pairs, no work"
+
+
+def test_differences_do_not_depend_on_opencvs_thread_count(photos):
+    # The resize, colour conversion and DIS flow run OpenCV's parallel_for, split by its thread
+    # count: a machine's cores must not move a ΔE (the mirror has pairs 0.006 below the threshold).
+    images = list(photos.values())
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 2]])
+    differences = {}
+    for threads in (1, 4):
+        with opencv_threads(threads):
+            differences[threads] = pair_colour_differences(pairs, lambda row: images[row], workers=2).tolist()
+    assert differences[1] == differences[4], f"ΔE bit for bit alike on 1 and 4 OpenCV threads: {differences}"
 
 
 def band_grouping(photos, min_inliers: int, max_delta_e: float, opened: list[int]):

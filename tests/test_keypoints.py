@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import cv2
@@ -79,6 +81,28 @@ def test_inliers_do_not_depend_on_opencvs_random_state(photos):
         cv2.randu(np.empty(1000, dtype=np.float32), 0, 1)  # draws that move the shared generator on
         counts.append(pair_inliers(pairs, grey_opener(images)).tolist())
     assert counts[0] == counts[1], f"the inliers of the same pairs changed with OpenCV's random state: {counts}"
+
+
+@contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's own thread pool (parallel_for) at `count` threads, restored after."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_inliers_do_not_depend_on_opencvs_thread_count(photos):
+    # ORB, the matcher and RANSAC run OpenCV's parallel_for, split by its thread count: a machine's
+    # cores must not change which pairs join (split across more threads than this machine has).
+    images, pairs = list(photos.values()), np.array([[0, 1], [0, 2], [1, 2], [0, 3], [2, 3]])
+    counts = {}
+    for threads in (1, 4):
+        with opencv_threads(threads):
+            counts[threads] = pair_inliers(pairs, grey_opener(images), workers=2).tolist()
+    assert counts[1] == counts[4], f"the inliers changed with OpenCV's thread count: {counts}"
 
 
 def band_grouping(photos, candidate_min_cosine: float, min_inliers: int, opened: list[int]):
