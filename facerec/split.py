@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from facerec.config import SplitConfig, as_plain_dict
 from facerec.dedupe import BURST_SIGNAL, KEYPOINT_SIGNAL, BurstCheck, Grouping, KeypointCheck, group_duplicates
@@ -175,7 +175,12 @@ def candidate_opener(paths: pd.Series, image_dir: Path, check: str, decode: Call
         try:
             return decode(images().open(path))
         except (OSError, ValueError) as error:
-            raise PipelineInputError(f"cannot decode {path} in {image_dir} for the {check}: {error}") from error
+            # Pillow names the in-memory stream (<_io.BytesIO object at 0x...>) where a file would stand.
+            reason = "not an image Pillow can identify" if isinstance(error, UnidentifiedImageError) else error
+            raise PipelineInputError(
+                f"cannot decode {path} in {image_dir} for the {check}: {reason}; the image changed after the "
+                "download stage verified it: restore it with `dvc checkout`, or rerun `dvc repro` to verify "
+                "the dataset again") from error
     return open_row
 
 

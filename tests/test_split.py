@@ -214,14 +214,19 @@ def test_keypoint_check_reads_hostile_images_alike_from_the_pack_and_a_folder(ho
     assert joined["raw.zip"] == joined["dataset"], f"the pack and the folder give the same keypoint pairs: {joined}"
 
 
-def test_keypoint_check_names_an_image_it_cannot_decode(tmp_path):
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_image_checks_name_an_image_they_cannot_decode_and_the_fix(tmp_path, damage):
     (tmp_path / "ann").mkdir()
-    (tmp_path / "ann" / "broken.jpg").write_bytes(b"not a jpeg")
-    check = keypoint_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE)
-    with pytest.raises(PipelineInputError, match="cannot decode ann/broken.jpg .*keypoint check"):
-        check.open_grey(0)
-    with pytest.raises(PipelineInputError, match="cannot decode ann/broken.jpg .*burst check"):
-        burst_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE).open_colour(0)
+    photo = reencode(burst_portraits()["frame"], 90)
+    (tmp_path / "ann" / "broken.jpg").write_bytes(b"not a jpeg" if damage == "not an image" else photo[: len(photo) // 2])
+    checks = {"keypoint check": keypoint_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE).open_grey,
+              "burst check": burst_check(pd.Series(["ann/broken.jpg"]), tmp_path, BASE).open_colour}
+    for name, open_image in checks.items():
+        with pytest.raises(PipelineInputError, match=f"cannot decode ann/broken.jpg .*{name}") as raised:
+            open_image(0)
+        message = str(raised.value)
+        assert "dvc checkout" in message and "dvc repro" in message, f"the {name}'s error says how to restore: {message}"
+        assert "<_io." not in message, f"the {name}'s error shows no Python object: {message}"
 
 
 def test_burst_check_reads_hostile_images_alike_from_the_pack_and_a_folder(hostile_pack):
