@@ -241,8 +241,15 @@ def test_burst_check_reads_hostile_images_alike_from_the_pack_and_a_folder(hosti
         assert all(check.open_colour(row).mode == "RGB" for row in range(len(names))), "each image decodes to RGB"
         differences[source.name] = dict(zip(others, pair_colour_differences(pairs, check.open_colour).tolist()))
     assert differences["raw.zip"] == differences["dataset"], f"the pack and the folder read alike: {differences}"
-    rotated = differences["dataset"]["exif rotated.jpg"]
-    assert rotated <= BASE.burst_max_delta_e, f"an EXIF-rotated copy is read upright and agrees: ΔE {rotated:.2f}"
+    measured, limit = differences["dataset"], BASE.burst_max_delta_e
+    for copy in ("exif rotated.jpg", "cmyk.jpg", "palette.gif"):
+        assert measured[copy] <= limit, f"{copy}: the photo in another encoding, read upright in its colours, agrees: {measured}"
+    assert measured["sixteen bit.png"] > limit, f"a grey copy of the colour photo differs in colour: {measured}"
+    for flat in ("flat.png", "flat grey.png"):
+        assert measured[flat] >= 10 * limit, f"{flat}: a flat image is far from the photo, not NaN: {measured}"
+    grey_pair = np.array([[names.index("sixteen bit.png"), names.index("grey with transparent black.png")]])
+    grey = pair_colour_differences(grey_pair, check.open_colour)[0]
+    assert grey <= limit / 4, f"two grey copies (16-bit, and 8-bit with a transparent shade) agree: ΔE {grey:.2f}"
 
 
 def test_same_config_gives_identical_frames_and_seed_changes_them(dataset):
