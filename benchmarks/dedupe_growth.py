@@ -125,6 +125,8 @@ def measure(scale: int, roots: list[Path], image_dir: Path, workers: int, all_pa
            "phash_graph_equals_exact_scan": bool(np.array_equal(graph_hash_pairs, scanned_hash_pairs)),
            "keypoint_candidates": result.report["keypoint_candidate_pairs"],
            "keypoint_pairs": result.report["near_pairs_by_signal"]["keypoints"]["pairs"],
+           "burst_candidates": result.report["burst_candidate_pairs"],
+           "burst_pairs": result.report["near_pairs_by_signal"]["bursts"]["pairs"],
            "conflict_groups": result.report["conflict_groups"],
            "duplicate_groups": result.report["duplicate_groups"],
            "largest_group": int(pd.concat(result.splits.values())["group"].value_counts().max())}
@@ -137,6 +139,8 @@ def measure(scale: int, roots: list[Path], image_dir: Path, workers: int, all_pa
             "phash": {"all_pairs": len(brute_hash), "same": bool(np.array_equal(brute_hash, hash_pairs))},
             "thumbs": {"all_pairs": len(brute_thumbs), "same": bool(np.array_equal(brute_thumbs, thumb_pairs))},
         }
+    # The conflict groups' images, to look at (they are dropped from the split).
+    result.conflicts.to_csv(image_dir / f"conflicts_{scale}x.csv", index=False)
     row["load_average_1_5_15"] = load_average()
     log.info("%s", json.dumps(row))
     return row

@@ -30,6 +30,9 @@ RATIO_TEST = 0.75
 REPROJECTION_PX = 2.0
 RANSAC_ITERATIONS = 2000
 RANSAC_CONFIDENCE = 0.99
+# Candidates are thumbnails of crops from 0.7 to 1.0 of the image, both resized to one side: a
+# transform scaling by less than this (or more than its inverse) is a degenerate fit, not a copy.
+MIN_SCALE = 0.25
 
 Features = tuple[np.ndarray, np.ndarray | None]  # (n, 2) float32 keypoint positions, (n, 32) uint8 descriptors
 
@@ -59,7 +62,9 @@ def consistent_matches(first: Features, second: Features, matcher: cv2.BFMatcher
     transform, inliers = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PX,
         maxIters=RANSAC_ITERATIONS, confidence=RANSAC_CONFIDENCE)
-    return int(inliers.sum()) if transform is not None else 0
+    if transform is None or not MIN_SCALE <= np.hypot(*transform[:, 0]) <= 1 / MIN_SCALE:
+        return 0
+    return int(inliers.sum())
 
 
 def pair_inliers(pairs: np.ndarray, open_grey: Callable[[int], Image.Image], workers: int | None = None) -> np.ndarray:

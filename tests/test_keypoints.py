@@ -153,3 +153,20 @@ def test_candidate_bound_above_the_threshold_is_refused():
     config = tiny_config(split={"keypoint_min_inliers": 0, "burst_max_delta_e": 0, "near_duplicate_min_cosine": 0.9})
     assert config.split.near_duplicate_min_cosine < config.split.keypoint_candidate_min_cosine, "accepted with the checks off"
 
+
+
+def test_many_matches_onto_one_keypoint_are_not_a_copy():
+    # A blurred image keeps a few keypoints; the ratio test can then send many keypoints of the other
+    # image to one of them, and a transform shrinking everything onto that point "explains" them all
+    # (found at 10× the mirror: different people at 30–65 such inliers).
+    from facerec.keypoints import consistent_matches
+
+    rng = np.random.default_rng(3)
+    points_a = rng.uniform(0, 160, size=(40, 2)).astype(np.float32)
+    # Every descriptor of A is a few bits from B's first descriptor and far from the other two.
+    descriptors_a = np.zeros((40, 32), dtype=np.uint8)
+    descriptors_a[np.arange(40), rng.integers(0, 32, 40)] = 1
+    points_b = np.array([[80, 80], [20, 20], [140, 30]], dtype=np.float32)
+    descriptors_b = np.array([np.zeros(32), np.full(32, 255), np.full(32, 255)], dtype=np.uint8)
+    inliers = consistent_matches((points_a, descriptors_a), (points_b, descriptors_b), cv2.BFMatcher(cv2.NORM_HAMMING))
+    assert inliers == 0, f"40 keypoints onto one point is a degenerate fit, not {inliers} consistent matches"
