@@ -58,6 +58,15 @@ def write_params(folder: Path, params: dict) -> Path:
     return folder / "params.yaml"
 
 
+def shipped_params_with(folder: Path, section: str, key: str, written: str) -> Path:
+    """The project's own params.yaml text with `section.key` set to the bare word `written` (as `dvc exp run -S` writes it)."""
+    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+    default = f"{key}: {read_params(PROJECT_ROOT / 'params.yaml')[section][key]}"
+    assert default in text, f"the shipped params set {section}.{key}"
+    (folder / "params.yaml").write_text(text.replace(default, f"{key}: {written}"), encoding="utf-8")
+    return folder / "params.yaml"
+
+
 def tiny_config(**changes: dict) -> Params:
     """tiny_params(**changes) as the checked configuration the stages build."""
     return Params.from_params(tiny_params(**changes))

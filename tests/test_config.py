@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, tiny_config, tiny_params, write_params
+from conftest import PROJECT_ROOT, shipped_params_with, tiny_config, tiny_params, write_params
 
 from facerec import config as config_module
 from facerec.config import Params, Section, load_config, read_params, resnet50_layer_names
@@ -136,18 +136,20 @@ def test_project_params_build_and_keep_yaml_1_2_words(tmp_path):
     assert load_config(tmp_path / "params.yaml").train.mixed_precision == "off"
 
 
-@pytest.mark.parametrize(("written", "accepted"), [("0", 0), ("45", 45), ("off", None), ("no", None)])
-def test_keypoint_check_is_switched_off_by_zero_as_dvc_writes_it(tmp_path, written, accepted):
-    # `dvc exp run -S split.keypoint_min_inliers=0` writes a bare 0; YAML 1.2 keeps off/no as words.
-    text = (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
-    default = f"keypoint_min_inliers: {load_config(PROJECT_ROOT / 'params.yaml').split.keypoint_min_inliers}"
-    assert default in text, "the shipped params set keypoint_min_inliers"
-    (tmp_path / "params.yaml").write_text(text.replace(default, f"keypoint_min_inliers: {written}"), encoding="utf-8")
+@pytest.mark.parametrize(("key", "check", "written", "accepted"), [
+    ("keypoint_min_inliers", "keypoint", "0", 0), ("keypoint_min_inliers", "keypoint", "45", 45),
+    ("keypoint_min_inliers", "keypoint", "off", None), ("keypoint_min_inliers", "keypoint", "no", None),
+    ("burst_max_delta_e", "burst", "0", 0), ("burst_max_delta_e", "burst", "2.5", 2.5),
+    ("burst_max_delta_e", "burst", "off", None), ("burst_max_delta_e", "burst", "no", None),
+])
+def test_image_checks_are_switched_off_by_zero_as_dvc_writes_it(tmp_path, key, check, written, accepted):
+    # `dvc exp run -S split.<key>=0` writes a bare 0; YAML 1.2 keeps off/no as words.
+    params = shipped_params_with(tmp_path, "split", key, written)
     if accepted is None:
-        with pytest.raises(ParamsError, match=f"split.keypoint_min_inliers = '{written}'.*0 turns the keypoint check off"):
-            load_config(tmp_path / "params.yaml")
+        with pytest.raises(ParamsError, match=f"split.{key} = '{written}'.*0 turns the {check} check off"):
+            load_config(params)
     else:
-        assert load_config(tmp_path / "params.yaml").split.keypoint_min_inliers == accepted, "a count is accepted"
+        assert getattr(load_config(params).split, key) == accepted, f"{written} is accepted for split.{key}"
 
 
 @pytest.mark.parametrize(("word", "on_cpu", "on_gpu"), [

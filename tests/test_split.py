@@ -126,18 +126,23 @@ def test_planted_duplicates_share_a_split(dataset):
     assert result.report["near_duplicate_pairs"] >= 3, "re-encoded, downscaled, conflict copies"
 
 
+def portrait_folder(root: Path, portraits: dict, seed: int) -> pd.DataFrame:
+    """Identities ann and ben with 5 pink-noise images each, the portraits under ann ("other person" under ben); their manifest."""
+    rng = np.random.default_rng(seed)
+    for identity in ("ann", "ben"):
+        (root / identity).mkdir()
+        for index in range(5):
+            (root / identity / f"img_{index}.jpg").write_bytes(pink_noise_jpeg(rng))
+    for name, image in portraits.items():
+        folder = "ben" if name == "other person" else "ann"
+        (root / folder / f"portrait {name}.jpg").write_bytes(reencode(image, 90))
+    paths = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.jpg"))
+    return pd.DataFrame([manifest_row(root, path) for path in paths])
+
+
 def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
     # As when the split reads aligned crops (data/faces): fingerprints computed here, images decoded from the folder.
-    rng = np.random.default_rng(2)
-    for identity in ("ann", "ben"):
-        (tmp_path / identity).mkdir()
-        for index in range(5):
-            (tmp_path / identity / f"img_{index}.jpg").write_bytes(pink_noise_jpeg(rng))
-    for name, image in portraits().items():
-        folder = "ben" if name == "other person" else "ann"
-        (tmp_path / folder / f"portrait {name}.jpg").write_bytes(reencode(image, 90))
-    paths = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.jpg"))
-    manifest = pd.DataFrame([manifest_row(tmp_path, path) for path in paths])
+    manifest = portrait_folder(tmp_path, portraits(), seed=2)
     # Only the keypoint check can join: no phash pairs, thumbnails above every pair, a wide candidate band.
     config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
                      keypoint_candidate_min_cosine=0.5, burst_max_delta_e=0)
@@ -161,16 +166,7 @@ def test_keypoint_check_reads_the_split_folder_and_joins_a_burst(tmp_path):
 
 def test_burst_check_joins_what_the_keypoint_check_leaves_and_reports_it(tmp_path):
     # The keypoint threshold above any pair: only the burst check can join the portraits.
-    rng = np.random.default_rng(3)
-    for identity in ("ann", "ben"):
-        (tmp_path / identity).mkdir()
-        for index in range(5):
-            (tmp_path / identity / f"img_{index}.jpg").write_bytes(pink_noise_jpeg(rng))
-    for name, image in burst_portraits().items():
-        folder = "ben" if name == "other person" else "ann"
-        (tmp_path / folder / f"portrait {name}.jpg").write_bytes(reencode(image, 90))
-    paths = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.jpg"))
-    manifest = pd.DataFrame([manifest_row(tmp_path, path) for path in paths])
+    manifest = portrait_folder(tmp_path, burst_portraits(), seed=3)
     config = replace(BASE, min_images_per_identity=3, near_duplicate_max_distance=0, near_duplicate_min_cosine=0.999,
                      keypoint_candidate_min_cosine=0.5, keypoint_min_inliers=10_000)
     checked, again, unchecked = (split_manifest(manifest, tmp_path, replace(config, burst_max_delta_e=delta_e), SEED)
