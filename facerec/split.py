@@ -20,7 +20,7 @@ from facerec.dedupe import BURST_SIGNAL, KEYPOINT_SIGNAL, BurstCheck, Grouping, 
 from facerec.fingerprints import FINGERPRINT_COLUMNS, compute_fingerprints, open_for_fingerprint, upright_grey
 from facerec.errors import PipelineInputError
 from facerec.image_store import open_images
-from facerec.verify import upright_rgb
+from facerec.verify import open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,6 @@ def candidate_opener(paths: pd.Series, image_dir: Path, check: str, decode: Call
     return open_row
 
 
-def open_colour(source: BinaryIO) -> Image.Image:
-    """Decode an image in full colour, upright (a JPEG is not drafted to grey, as for the fingerprints)."""
-    with Image.open(source) as image:
-        image.load()
-        return upright_rgb(image)
-
-
 def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
                    workers: int | None = None) -> KeypointCheck:
     """The keypoint check of the split's settings, reading the grey images of `paths` (by row) from `image_dir`."""
@@ -200,7 +193,7 @@ def keypoint_check(paths: pd.Series, image_dir: Path, config: SplitConfig,
 
 def burst_check(paths: pd.Series, image_dir: Path, config: SplitConfig, workers: int | None = None) -> BurstCheck:
     """The burst check of the split's settings, reading the colour images of `paths` (by row) from `image_dir`."""
-    return BurstCheck(config.burst_max_delta_e, candidate_opener(paths, image_dir, "burst check", open_colour), workers)
+    return BurstCheck(config.burst_max_delta_e, candidate_opener(paths, image_dir, "burst check", open_rgb), workers)
 
 
 def drop_small_identities(known: pd.DataFrame, minimum: int) -> tuple[pd.DataFrame, pd.Series]:
