@@ -89,9 +89,6 @@ class KeypointCheck:
     open_grey: Callable[[int], Image.Image]  # the grey image of a fingerprint row
     workers: int | None = None  # threads that decode and describe candidate images (None: every core)
 
-    def active(self, min_cosine: float) -> bool:
-        return self.min_inliers > 0 and self.candidate_min_cosine < min_cosine
-
 
 @dataclass(frozen=True)
 class BurstCheck:
@@ -146,9 +143,10 @@ def group_duplicates(sha256: list[str], fingerprints: pd.DataFrame, max_distance
     exact = exact_pairs(sha256)
     sha = np.asarray(sha256, dtype=object)
     hash_bytes = hashes_to_words(fingerprints[PHASH_COLUMN].tolist()).view(np.uint8)
-    checking = keypoints is not None and keypoints.active(min_cosine)
-    bursting = (keypoints is not None and bursts is not None and bursts.max_delta_e > 0
-                and keypoints.candidate_min_cosine < min_cosine)
+    # Both image checks examine one band of thumbnail candidates, below the threshold.
+    band = keypoints is not None and keypoints.candidate_min_cosine < min_cosine
+    checking = band and keypoints.min_inliers > 0
+    bursting = band and bursts is not None and bursts.max_delta_e > 0
     thumbs, candidates = thumbnail_signal(decode_thumbnails(fingerprints[THUMBS_COLUMN].tolist()), min_cosine,
                                           keypoints.candidate_min_cosine if checking or bursting else min_cosine)
     signal_pairs = {PHASH_COLUMN: indexed_hash_pairs(hash_bytes, max_distance), THUMBS_COLUMN: thumbs}
